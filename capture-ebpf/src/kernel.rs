@@ -1,0 +1,129 @@
+//! Reading kernel structures: from a file descriptor of the current task to its
+//! `struct sock`, and from a sock to its addresses and TCP sequence numbers.
+//!
+//! Offsets come from the running kernel's BTF through [`CONFIG`](crate::maps::CONFIG).
+//! Every read goes through `bpf_probe_read_kernel`, so a stale pointer (an fd
+//! closed by another thread meanwhile) yields an error, never a fault.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use formats::wire::{AF_INET, AF_INET6};
+
+use crate::maps::{config, Conn};
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const SOCK_STREAM: u16 = 1;
+const IPPROTO_TCP: u32 = 6;
+/// `TCP_SYN_SENT`: connect() in progress, the receive sequence is not known yet.
+pub const TCP_SYN_SENT: u8 = 2;
+
+#[inline(always)]
+unsafe fn read<T>(base: u64, offset: u32) -> Result<T, i32> {
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }
+}
+
+/// The `struct sock *` behind `fd` of the current task, if `fd` is a TCP socket
+/// (IPv4 or IPv6).
+#[inline(always)]
+pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: every dereference is a checked probe read.
+    unsafe {
+        let task = bpf_get_current_task();
+        let files: u64 = read(task, config!(offsets.task_files)).ok()?;
+        if files == 0 {
+            return None;
+        }
+        let fdt: u64 = read(files, config!(offsets.files_fdt)).ok()?;
+        let max_fds: u32 = read(fdt, config!(offsets.fdtable_max_fds)).ok()?;
+        if fd as u32 >= max_fds {
+            return None;
+        }
+        let fd_array: u64 = read(fdt, config!(offsets.fdtable_fd)).ok()?;
+        let file: u64 = bpf_probe_read_kernel((fd_array + 8 * fd as u64) as *const u64).ok()?;
+        if file == 0 {
+            return None;
+        }
+        let inode: u64 = read(file, config!(offsets.file_inode)).ok()?;
+        let mode: u16 = read(inode, config!(offsets.inode_mode)).ok()?;
+        if mode & S_IFMT != S_IFSOCK {
+            return None;
+        }
+        let socket: u64 = read(file, config!(offsets.file_private_data)).ok()?;
+        let sock_type: u16 = read(socket, config!(offsets.socket_type)).ok()?;
+        if sock_type != SOCK_STREAM {
+            return None;
+        }
+        let sk: u64 = read(socket, config!(offsets.socket_sk)).ok()?;
+        if sk == 0 {
+            return None;
+        }
+        let family: u16 = read(sk, config!(offsets.sk_family)).ok()?;
+        if family != AF_INET as u16 && family != AF_INET6 as u16 {
+            return None;
+        }
+        let unit: u32 = read(sk, config!(offsets.sk_protocol)).ok()?;
+        let protocol =
+            (unit >> config!(offsets.sk_protocol_shift)) & config!(offsets.sk_protocol_mask);
+        if protocol != IPPROTO_TCP {
+            return None;
+        }
+        Some(sk)
+    }
+}
+
+/// TCP state of a sock (`skc_state`).
+#[inline(always)]
+pub fn sk_state(sk: u64) -> u8 {
+    // SAFETY: checked probe read.
+    unsafe { read(sk, config!(offsets.sk_state)).unwrap_or(0) }
+}
+
+/// Next sequence number the application will write (`tcp_sock.write_seq`).
+#[inline(always)]
+pub fn write_seq(sk: u64) -> Option<u32> {
+    // SAFETY: checked probe read.
+    unsafe { read(sk, config!(offsets.tcp_write_seq)).ok() }
+}
+
+/// Next sequence number the application will read (`tcp_sock.copied_seq`).
+#[inline(always)]
+pub fn copied_seq(sk: u64) -> Option<u32> {
+    // SAFETY: checked probe read.
+    unsafe { read(sk, config!(offsets.tcp_copied_seq)).ok() }
+}
+
+/// Fills the address fields of `conn` from the sock.
+#[inline(always)]
+pub fn read_addresses(sk: u64, conn: &mut Conn) {
+    // SAFETY: checked probe reads; on failure the fields stay zero.
+    unsafe {
+        let family: u16 = read(sk, config!(offsets.sk_family)).unwrap_or(0);
+        conn.family = family as u8;
+        let dport: u16 = read(sk, config!(offsets.sk_dport)).unwrap_or(0);
+        conn.remote_port = u16::from_be(dport);
+        conn.local_port = read(sk, config!(offsets.sk_num)).unwrap_or(0);
+        if family == AF_INET as u16 {
+            let daddr: [u8; 4] = read(sk, config!(offsets.sk_daddr)).unwrap_or([0; 4]);
+            let saddr: [u8; 4] = read(sk, config!(offsets.sk_rcv_saddr)).unwrap_or([0; 4]);
+            conn.remote_addr[..4].copy_from_slice(&daddr);
+            conn.local_addr[..4].copy_from_slice(&saddr);
+        } else {
+            conn.remote_addr = read(sk, config!(offsets.sk_v6_daddr)).unwrap_or([0; 16]);
+            conn.local_addr = read(sk, config!(offsets.sk_v6_rcv_saddr)).unwrap_or([0; 16]);
+        }
+    }
+}
+
+/// pid and tgid of a task.
+#[inline(always)]
+pub fn task_ids(task: u64) -> Option<(u32, u32)> {
+    // SAFETY: checked probe reads.
+    unsafe {
+        let pid: u32 = read(task, config!(offsets.task_pid)).ok()?;
+        let tgid: u32 = read(task, config!(offsets.task_tgid)).ok()?;
+        Some((pid, tgid))
+    }
+}

@@ -1,0 +1,353 @@
+//! podtap's kernel side: syscall tracepoints that record the TCP traffic of
+//! target processes into a ring buffer for `capture`.
+//!
+//! Data syscalls are handled at their *exit* tracepoint only: the return value
+//! says how many bytes moved, and the arguments are read back from the user
+//! registers the kernel saved at syscall entry (`bpf_task_pt_regs`). That keeps
+//! one program per syscall instead of an enter/exit pair with a table between
+//! them, and it records syscalls that were already blocked when the capture
+//! started (a keep-alive connection idle in `read()` is the common case).
+//!
+//! Targets are processes in `TARGET_PIDS` (explicit pids and everything they
+//! fork) or in a cgroup of `TARGET_CGROUPS`. Whether an fd is a TCP socket is
+//! read from the task's fd table, so sockets opened before the capture, passed
+//! over unix sockets or duplicated are all recognised without /proc seeding.
+//!
+//! x86_64 only: the saved-register layout and syscall ABI are architecture
+//! specific.
+#![no_std]
+#![no_main]
+
+mod conn;
+mod emit;
+mod kernel;
+mod maps;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
+    },
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use formats::wire::{Direction, EventKind, KernelError, FLAG_SEQ_ESTIMATED, TARGET_FORKED};
+
+use crate::{
+    emit::Source,
+    maps::{count_error, TARGET_CGROUPS, TARGET_PIDS, USE_CGROUPS},
+};
+
+/// Offset of `ret` in every `syscalls:sys_exit_*` record.
+const EXIT_RET: usize = 16;
+/// Offset of the first argument in every `syscalls:sys_enter_*` record.
+const ENTER_ARG0: usize = 16;
+
+const EINPROGRESS: i64 = 115;
+const MSG_PEEK: u64 = 2;
+
+/// Offsets in x86_64 `struct pt_regs` of the syscall argument registers.
+const REG_DI: u64 = 14 * 8;
+const REG_SI: u64 = 13 * 8;
+const REG_DX: u64 = 12 * 8;
+const REG_R10: u64 = 7 * 8;
+
+/// Whether the current process is a target.
+#[inline(always)]
+fn is_target() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: read-only lookup of a plain value.
+    if unsafe { TARGET_PIDS.get(tgid) }.is_some() {
+        return true;
+    }
+    // SAFETY: volatile read of a loader-written constant.
+    if unsafe { core::ptr::read_volatile(&raw const USE_CGROUPS) } == 0 {
+        return false;
+    }
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: as above.
+    unsafe { TARGET_CGROUPS.get(cgroup) }.is_some()
+}
+
+/// The first four syscall arguments as the user passed them.
+#[inline(always)]
+fn syscall_args() -> Option<[u64; 4]> {
+    // SAFETY: the helpers return the current task and its saved user
+    // registers; each register is fetched with a checked read.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as u64;
+        if regs == 0 {
+            return None;
+        }
+        let reg = |off: u64| bpf_probe_read_kernel((regs + off) as *const u64);
+        Some([
+            reg(REG_DI).ok()?,
+            reg(REG_SI).ok()?,
+            reg(REG_DX).ok()?,
+            reg(REG_R10).ok()?,
+        ])
+    }
+}
+
+#[inline(always)]
+fn exit_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: `ret` is at a fixed offset of every sys_exit record.
+    unsafe { ctx.read_at::<i64>(EXIT_RET) }.unwrap_or(-1)
+}
+
+/// How the payload of a data syscall is described by its arguments.
+#[derive(Clone, Copy)]
+enum Args {
+    /// `(fd, buf, len)`: read, write, recvfrom, sendto.
+    Buffer,
+    /// `(fd, iov, iovcnt)`: readv, writev.
+    Iovec,
+    /// `(fd, msghdr, flags)`: recvmsg, sendmsg.
+    Msghdr,
+}
+
+/// Records a finished data syscall of a target on a TCP socket.
+#[inline(always)]
+fn on_data_exit(
+    ctx: &TracePointContext,
+    direction: Direction,
+    args: Args,
+    peek_arg: Option<usize>,
+) {
+    let ret = exit_ret(ctx);
+    if ret <= 0 || !is_target() {
+        return;
+    }
+    let Some(a) = syscall_args() else { return };
+    // A peek does not consume bytes; the read that follows records them.
+    if let Some(i) = peek_arg {
+        if a[i & 3] & MSG_PEEK != 0 {
+            return;
+        }
+    }
+    let fd = a[0] as i32;
+    let Some(sk) = kernel::tcp_sock_of_fd(fd) else {
+        return;
+    };
+    let Some(conn) = conn::get_or_insert(sk) else {
+        return;
+    };
+    // SAFETY: a value of the LRU map; concurrent updates of one connection from
+    // two CPUs are benign (both write consistent offsets).
+    let conn = unsafe { &mut *conn };
+    conn::refresh_addresses(sk, conn);
+
+    let size = ret as u64;
+    let dir = direction as usize;
+    let now = match direction {
+        Direction::Ingress => kernel::copied_seq(sk),
+        Direction::Egress => kernel::write_seq(sk),
+    };
+    let mut flags = 0;
+    // The kernel advanced its sequence by `size` during the syscall, so the
+    // chunk started `size` bytes before where it stands now.
+    let start = match now {
+        Some(seq) => seq.wrapping_sub(size as u32),
+        None => {
+            flags |= FLAG_SEQ_ESTIMATED;
+            conn::current_seq32(conn, dir)
+        }
+    };
+    let seq = conn::advance(conn, dir, start, size);
+
+    let source = match args {
+        Args::Buffer => Source::Buffer(a[1]),
+        Args::Iovec => Source::Iovec(a[1], a[2]),
+        Args::Msghdr => {
+            // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
+            let msg = a[1];
+            // SAFETY: checked user reads.
+            let iov: u64 = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
+            let len: u64 = unsafe { bpf_probe_read_user((msg + 24) as *const u64) }.unwrap_or(0);
+            Source::Iovec(iov, len)
+        }
+    };
+    emit::data(conn, fd, direction as u8, seq, size, source, flags);
+}
+
+// syscalls:sys_exit_{read,recvfrom,readv,recvmsg}: `long ret` at 16.
+
+#[tracepoint]
+pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Ingress, Args::Buffer, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
+    // recvfrom(fd, buf, len, flags, ...)
+    on_data_exit(&ctx, Direction::Ingress, Args::Buffer, Some(3));
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_readv(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Ingress, Args::Iovec, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
+    // recvmsg(fd, msg, flags)
+    on_data_exit(&ctx, Direction::Ingress, Args::Msghdr, Some(2));
+    0
+}
+
+// syscalls:sys_exit_{write,sendto,writev,sendmsg}: `long ret` at 16.
+
+#[tracepoint]
+pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Egress, Args::Buffer, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Egress, Args::Buffer, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_writev(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Egress, Args::Iovec, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
+    on_data_exit(&ctx, Direction::Egress, Args::Msghdr, None);
+    0
+}
+
+/// syscalls:sys_exit_connect: `long ret` at 16; `connect(fd, addr, len)`.
+/// Success or `EINPROGRESS` (non-blocking) starts a new connection.
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let ret = exit_ret(&ctx);
+    if (ret == 0 || ret == -EINPROGRESS) && is_target() {
+        if let Some(a) = syscall_args() {
+            let fd = a[0] as i32;
+            if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
+                if let Some(conn) = conn::start(sk) {
+                    // SAFETY: map value owned by this connection.
+                    emit::lifecycle(EventKind::Connect, unsafe { &*conn }, fd);
+                }
+            }
+        }
+    }
+    0
+}
+
+/// syscalls:sys_exit_accept and sys_exit_accept4: `long ret` (the new fd) at 16.
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    let ret = exit_ret(&ctx);
+    if ret >= 0 && is_target() {
+        let fd = ret as i32;
+        if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
+            if let Some(conn) = conn::start(sk) {
+                // SAFETY: map value owned by this connection.
+                emit::lifecycle(EventKind::Accept, unsafe { &*conn }, fd);
+            }
+        }
+    }
+    0
+}
+
+/// syscalls:sys_enter_close: `unsigned int fd` at 16. Handled on entry: after
+/// the syscall the fd no longer leads to the socket.
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    if !is_target() {
+        return 0;
+    }
+    // SAFETY: fixed offset of the tracepoint record.
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(ENTER_ARG0) }) else {
+        return 0;
+    };
+    let fd = fd as i32;
+    if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
+        if let Some(conn) = maps::CONNS.get_ptr(sk) {
+            // SAFETY: map value, read only.
+            emit::lifecycle(EventKind::Close, unsafe { &*conn }, fd);
+        }
+    }
+    0
+}
+
+/// raw_tracepoint sched_process_fork(struct task_struct *parent, struct
+/// task_struct *child): children of targets become targets. Raw, because the
+/// child's tgid (thread or process?) is not in the classic tracepoint record.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    if !is_target() {
+        return 0;
+    }
+    let child: u64 = ctx.arg(1);
+    let Some((pid, tgid)) = kernel::task_ids(child) else {
+        return 0;
+    };
+    if pid != tgid {
+        // A new thread of a target: already covered by its tgid.
+        return 0;
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if TARGET_PIDS.insert(tgid, TARGET_FORKED, 0).is_err() {
+        count_error(KernelError::TargetsFull);
+        return 0;
+    }
+    emit::fork(tgid, parent);
+    0
+}
+
+/// sched:sched_process_exit: `pid_t pid` at 24, `bool group_dead` at 32.
+/// The last thread of a target is gone: forget the process.
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: fixed offset of the tracepoint record.
+    let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    if group_dead != 0 {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let _ = TARGET_PIDS.remove(tgid);
+    }
+    0
+}
+
+/// sock:inet_sock_set_state: `skaddr` at 8, `newstate` at 20, `protocol` at 30.
+/// A sock reaching TCP_CLOSE is about to be freed; dropping its entry keeps a
+/// later sock at the same address from inheriting a stale connection.
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    const TCP_CLOSE: i32 = 7;
+    const IPPROTO_TCP: u16 = 6;
+    // SAFETY: fixed offsets of the tracepoint record.
+    unsafe {
+        let (Ok(sk), Ok(state), Ok(proto)) = (
+            ctx.read_at::<u64>(8),
+            ctx.read_at::<i32>(20),
+            ctx.read_at::<u16>(30),
+        ) else {
+            return 0;
+        };
+        if state == TCP_CLOSE && proto == IPPROTO_TCP {
+            let _ = maps::CONNS.remove(sk);
+        }
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the verifier rejects programs that could reach a panic.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

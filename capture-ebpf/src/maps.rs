@@ -1,0 +1,101 @@
+//! The maps shared by the programs, and the configuration userspace writes into
+//! `.rodata` before loading.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use formats::wire::{CaptureConfig, EventHeader, KernelError, KERNEL_ERROR_SLOTS, MAX_PAYLOAD_CAP};
+
+/// Offsets and limits, overridden by the loader (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+pub static CONFIG: CaptureConfig = CaptureConfig::ZERO;
+
+/// Whether `TARGET_CGROUPS` is in use; when not, non-target processes cost one
+/// hash lookup per traced syscall instead of two.
+#[unsafe(no_mangle)]
+pub static USE_CGROUPS: u32 = 0;
+
+/// Reads one field of [`CONFIG`]; the volatile read keeps LLVM from folding the
+/// compiled-in zero.
+macro_rules! config {
+    ($($field:ident).+) => {
+        {
+            #[allow(unused_unsafe)]
+            // SAFETY: a field of a static that is never written at run time.
+            let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$($field).+) };
+            value
+        }
+    };
+}
+pub(crate) use config;
+
+/// Every record for userspace. Its size is set by the loader.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Target processes by tgid (value: `TARGET_EXPLICIT` or `TARGET_FORKED`).
+#[map]
+pub static TARGET_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Target cgroup v2 ids: every process whose cgroup is listed is a target.
+#[map]
+pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Per-connection state, keyed by the `struct sock *`, so a socket shared by
+/// several processes (or fds) is one connection with one byte stream.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Conn {
+    pub conn_id: u64,
+    /// Stream offset reached so far, per direction (ingress, egress).
+    pub pos: [u64; 2],
+    /// TCP sequence number matching `pos`, per direction.
+    pub last: [u32; 2],
+    /// Bit 0/1: `last[0]`/`last[1]` is set.
+    pub base_set: u32,
+    pub family: u8,
+    pub _pad: [u8; 1],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad2: [u8; 6],
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+#[map]
+pub static CONNS: LruHashMap<u64, Conn> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per-CPU sources of connection ids (the BPF target has no atomic
+/// fetch-add): an id is `cpu << 48 | counter`, unique within one capture.
+/// Userspace renumbers them densely.
+#[map]
+pub static NEXT_CONN_ID: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU counters of everything that was not (fully) recorded.
+#[map]
+pub static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KERNEL_ERROR_SLOTS, 0);
+
+/// Room to assemble one record before it is copied into the ring buffer.
+///
+/// The payload area is twice the cap so that "offset < cap" plus "length <=
+/// cap" is provably in bounds for the verifier. It is a plain array indexed by
+/// CPU (one entry per possible CPU, sized by the loader) because per-CPU maps
+/// cannot hold values this large.
+#[repr(C)]
+pub struct EventBuf {
+    pub header: EventHeader,
+    pub payload: [u8; 2 * MAX_PAYLOAD_CAP as usize],
+}
+
+#[map]
+pub static SCRATCH: Array<EventBuf> = Array::with_max_entries(1, 0);
+
+/// Counts one unrecorded thing.
+#[inline(always)]
+pub fn count_error(slot: KernelError) {
+    if let Some(p) = ERRORS.get_ptr_mut(slot as u32) {
+        // SAFETY: per-CPU slot, valid for the lifetime of the program.
+        unsafe { *p += 1 };
+    }
+}

@@ -1,0 +1,240 @@
+//! Command line: clap parses flags into [`Args`], [`Args::validate`] turns them
+//! into a [`Config`] of checked values (ripgrep's two-phase shape), so the rest
+//! of the program never sees a raw string.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::Parser;
+use formats::wire::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CAP};
+
+/// Record the TCP traffic (HTTP/1, HTTP/2, gRPC) of chosen processes with eBPF
+/// into a Parquet capture file, for `analyze`.
+///
+/// Runs as root. Connections that are already open are captured from their next
+/// syscall on; processes forked by a target become targets too.
+#[derive(Debug, Parser)]
+#[command(name = "capture", version, about, long_about = None)]
+#[command(
+    after_help = "Examples:\n  capture --pid 4242 --duration 30s -o run.parquet\n  \
+    capture --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service -o run.parquet\n\n\
+    Exit codes: 0 ok, 1 capture failed, 2 bad usage."
+)]
+pub struct Args {
+    /// A local process to capture, with its children (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// All processes of a cgroup directory and its sub-cgroups (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<PathBuf>,
+
+    /// How long to capture (30s, 5m, 1h). Default: until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// The capture file to write (Parquet).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Payload bytes kept per syscall event; `size` always holds the true length.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PAYLOAD)]
+    pub max_payload: u32,
+
+    /// Size of the kernel ring buffer (a power of two, at least 4096). Larger
+    /// absorbs longer bursts before events are lost.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub ring_buffer_size: u32,
+
+    /// No progress line and no summary; errors are still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30s, 5m or 1h)"))?;
+    if d.is_zero() {
+        return Err("the duration must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// What to capture: local processes and cgroups (Kubernetes pods resolve to these).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub pids: Vec<u32>,
+    pub cgroups: Vec<PathBuf>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub targets: TargetSpec,
+    pub duration: Option<Duration>,
+    pub output: PathBuf,
+    pub max_payload: u32,
+    pub ring_buffer_size: u32,
+    pub quiet: bool,
+}
+
+/// A usage error: the command line asks for something impossible (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl Args {
+    /// Checks everything that can be checked without touching the kernel.
+    pub fn validate(self) -> Result<Config, UsageError> {
+        let usage = |msg: String| Err(UsageError(msg));
+        if self.pids.is_empty() && self.cgroups.is_empty() {
+            return usage("no target given: use --pid PID or --cgroup PATH".into());
+        }
+        if self.max_payload == 0 || self.max_payload > MAX_PAYLOAD_CAP {
+            return usage(format!(
+                "--max-payload must be between 1 and {MAX_PAYLOAD_CAP} bytes, got {}",
+                self.max_payload
+            ));
+        }
+        if !self.ring_buffer_size.is_power_of_two() || self.ring_buffer_size < 4096 {
+            return usage(format!(
+                "--ring-buffer-size must be a power of two of at least 4096 bytes, got {}",
+                self.ring_buffer_size
+            ));
+        }
+        check_output(&self.output)?;
+        let mut pids = self.pids;
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(Config {
+            targets: TargetSpec {
+                pids,
+                cgroups: self.cgroups,
+            },
+            duration: self.duration,
+            output: self.output,
+            max_payload: self.max_payload,
+            ring_buffer_size: self.ring_buffer_size,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// The segment directory written next to `output` while a capture runs.
+pub fn segment_dir(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".d");
+    PathBuf::from(name)
+}
+
+fn check_output(output: &Path) -> Result<(), UsageError> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(UsageError(format!(
+            "output directory `{}` does not exist",
+            parent.display()
+        )));
+    }
+    if output.is_dir() {
+        return Err(UsageError(format!(
+            "output `{}` is a directory",
+            output.display()
+        )));
+    }
+    let segments = segment_dir(output);
+    if segments.exists() {
+        return Err(UsageError(format!(
+            "`{}` holds segments of an earlier capture that did not finish; analyze it or move it away first",
+            segments.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let args = Args::try_parse_from(std::iter::once("capture").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        args.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_pids_cgroups_duration_and_payload() {
+        let c = parse(&[
+            "--pid",
+            "7",
+            "--pid",
+            "3",
+            "--pid",
+            "7",
+            "--cgroup",
+            "/sys/fs/cgroup/x",
+            "--duration",
+            "5m",
+            "-o",
+            "/tmp/run.parquet",
+            "--max-payload",
+            "16384",
+        ])
+        .unwrap();
+        assert_eq!(c.targets.pids, vec![3, 7]);
+        assert_eq!(c.targets.cgroups, vec![PathBuf::from("/sys/fs/cgroup/x")]);
+        assert_eq!(c.duration, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_payload, 16384);
+        assert_eq!(c.ring_buffer_size, 16 << 20);
+        assert!(!c.quiet);
+    }
+
+    #[test]
+    fn defaults_to_4096_payload_bytes_and_no_duration() {
+        let c = parse(&["--pid", "1", "-o", "/tmp/x.parquet"]).unwrap();
+        assert_eq!(c.max_payload, 4096);
+        assert_eq!(c.duration, None);
+    }
+
+    #[test]
+    fn requires_a_target_and_an_output() {
+        assert!(parse(&["-o", "/tmp/x.parquet"])
+            .unwrap_err()
+            .contains("no target given"));
+        assert!(parse(&["--pid", "1"]).unwrap_err().contains("--output"));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_flag_named() {
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--max-payload", "0"]).unwrap_err();
+        assert!(e.contains("--max-payload"), "{e}");
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--max-payload", "70000"]).unwrap_err();
+        assert!(e.contains("65536"), "{e}");
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--duration", "soon"]).unwrap_err();
+        assert!(e.contains("--duration"), "{e}");
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--duration", "0s"]).unwrap_err();
+        assert!(e.contains("longer than zero"), "{e}");
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--ring-buffer-size", "5000"]).unwrap_err();
+        assert!(e.contains("power of two"), "{e}");
+        let e = parse(&["--pid", "x", "-o", "/tmp/x"]).unwrap_err();
+        assert!(e.contains("--pid"), "{e}");
+    }
+
+    #[test]
+    fn rejects_an_output_in_a_missing_directory() {
+        let e = parse(&["--pid", "1", "-o", "/nonexistent/dir/run.parquet"]).unwrap_err();
+        assert_eq!(e, "output directory `/nonexistent/dir` does not exist");
+    }
+
+    #[test]
+    fn refuses_to_clobber_segments_of_an_unfinished_capture() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.parquet");
+        std::fs::create_dir(segment_dir(&out)).unwrap();
+        let e = parse(&["--pid", "1", "-o", out.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+    }
+}

@@ -1,0 +1,106 @@
+//! `capture`: records the TCP traffic of chosen processes with eBPF into a
+//! Parquet capture file (SPEC §2, §3).
+//!
+//! Exit codes: 0 ok, 1 the capture failed, 2 bad usage (flags or targets).
+
+mod cli;
+mod kernel;
+mod output;
+mod probes;
+mod progress;
+mod recorder;
+mod session;
+mod targets;
+mod writer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_indicatif::IndicatifLayer;
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+
+use crate::{
+    cli::Args,
+    progress::{bytes, thousands},
+    session::Summary,
+    targets::local::TargetError,
+};
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("PODTAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let indicatif = IndicatifLayer::new();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(indicatif.get_stderr_writer())
+                .with_target(false)
+                .without_time(),
+        )
+        .with(indicatif)
+        .init();
+}
+
+fn print_summary(s: &Summary) {
+    let st = &s.stats;
+    eprintln!(
+        "captured {:.1}s: {} process(es), {} events, {} connection(s), {} moved ({} kept), {} lost",
+        s.elapsed.as_secs_f64(),
+        s.processes,
+        thousands(st.events),
+        thousands(st.connections),
+        bytes(st.bytes_moved),
+        bytes(st.bytes_kept),
+        thousands(st.lost),
+    );
+    if !s.kernel_errors.is_empty() {
+        let list: Vec<String> = s
+            .kernel_errors
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        eprintln!("not fully recorded: {}", list.join(", "));
+    }
+    eprintln!("wrote {} ({})", s.output.display(), bytes(s.size));
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let quiet = args.quiet;
+    init_tracing(quiet);
+    let config = match args.validate() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(session::run(config)) {
+        Ok(summary) => {
+            if !quiet {
+                print_summary(&summary);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // A target that does not exist is a usage error.
+            if e.chain().any(|c| c.downcast_ref::<TargetError>().is_some()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

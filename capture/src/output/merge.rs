@@ -1,0 +1,64 @@
+//! Merging the segments of a finished capture into the final file.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result};
+use formats::schema::capture_schema;
+use parquet::{
+    arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ArrowWriter},
+    file::metadata::KeyValue,
+};
+
+use super::{
+    create_private,
+    segments::{properties, Segments},
+};
+
+/// Writes every segment, in order, into `output` with `metadata`, then removes
+/// the segment directory. The file appears under its final name only when it
+/// is complete (written to a temporary name, synced, renamed).
+pub fn merge(segments: Segments, output: &Path, metadata: Vec<KeyValue>) -> Result<u64> {
+    let tmp = {
+        let mut name = output.as_os_str().to_owned();
+        name.push(".tmp");
+        std::path::PathBuf::from(name)
+    };
+    let file =
+        create_private(&tmp).with_context(|| format!("failed to create `{}`", tmp.display()))?;
+    let mut writer = ArrowWriter::try_new(file, capture_schema(), Some(properties(metadata)))
+        .context("failed to start the capture file")?;
+    for path in segments.paths() {
+        let file = fs::File::open(path)
+            .with_context(|| format!("failed to open segment `{}`", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .with_context(|| format!("failed to read segment `{}`", path.display()))?;
+        for batch in reader {
+            let batch =
+                batch.with_context(|| format!("failed to decode segment `{}`", path.display()))?;
+            writer
+                .write(&batch)
+                .context("failed to write the capture file")?;
+        }
+    }
+    let file = writer
+        .into_inner()
+        .context("failed to finish the capture file")?;
+    file.sync_all()
+        .with_context(|| format!("failed to sync `{}`", tmp.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    fs::rename(&tmp, output).with_context(|| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            tmp.display(),
+            output.display()
+        )
+    })?;
+    fs::remove_dir_all(segments.dir()).with_context(|| {
+        format!(
+            "failed to remove segment directory `{}`",
+            segments.dir().display()
+        )
+    })?;
+    Ok(size)
+}

@@ -1,0 +1,124 @@
+//! File-level key/value metadata of capture files (keys in
+//! [`formats::schema::meta`]).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use formats::schema::{meta, FILE_KIND_CAPTURE, SCHEMA_VERSION};
+use parquet::file::metadata::KeyValue;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{cli::Config, targets::TargetSet};
+
+/// What is known about a capture when it starts.
+#[derive(Clone, Debug)]
+pub struct CaptureInfo {
+    pub host: String,
+    pub kernel: String,
+    pub start_unix_ns: i64,
+    pub options: serde_json::Value,
+    pub targets_asked: serde_json::Value,
+}
+
+impl CaptureInfo {
+    pub fn new(config: &Config, start_unix_ns: i64) -> Self {
+        let uname = nix::sys::utsname::uname().ok();
+        let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uname
+                .as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            host: field(|u| u.nodename()),
+            kernel: field(|u| u.release()),
+            start_unix_ns,
+            options: json!({
+                "duration_s": config.duration.map(|d| d.as_secs_f64()),
+                "max_payload": config.max_payload,
+                "ring_buffer_size": config.ring_buffer_size,
+            }),
+            targets_asked: json!({
+                "pids": config.targets.pids,
+                "cgroups": config.targets.cgroups,
+            }),
+        }
+    }
+}
+
+/// Counters known at the end (or so far).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub lost_events: u64,
+    pub kernel_errors: serde_json::Map<String, serde_json::Value>,
+}
+
+/// RFC 3339 with nanoseconds, UTC.
+pub fn rfc3339(unix_ns: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_nanos(unix_ns.max(0) as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn kv(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue::new(key.to_string(), value.into())
+}
+
+/// Metadata of a segment written while the capture runs.
+pub fn segment(
+    info: &CaptureInfo,
+    number: u32,
+    targets: &TargetSet,
+    totals: &Totals,
+) -> Vec<KeyValue> {
+    let mut out = common(info, targets, totals);
+    out.push(kv(meta::STATE, "segment"));
+    out.push(kv(meta::SEGMENT, number.to_string()));
+    out
+}
+
+/// Metadata of the finished capture file.
+pub fn complete(
+    info: &CaptureInfo,
+    end_unix_ns: i64,
+    targets: &TargetSet,
+    totals: &Totals,
+) -> Vec<KeyValue> {
+    let mut out = common(info, targets, totals);
+    out.push(kv(meta::STATE, "complete"));
+    out.push(kv(meta::END, rfc3339(end_unix_ns)));
+    out
+}
+
+fn common(info: &CaptureInfo, targets: &TargetSet, totals: &Totals) -> Vec<KeyValue> {
+    let processes: Vec<_> = targets.processes().collect();
+    let mut targets_json = info.targets_asked.clone();
+    targets_json["processes"] = json!(processes);
+    vec![
+        kv(meta::FILE_KIND, FILE_KIND_CAPTURE),
+        kv(meta::SCHEMA_VERSION, SCHEMA_VERSION.to_string()),
+        kv(meta::PODTAP_VERSION, env!("CARGO_PKG_VERSION")),
+        kv(meta::HOST, info.host.clone()),
+        kv(meta::KERNEL, info.kernel.clone()),
+        kv(meta::START, rfc3339(info.start_unix_ns)),
+        kv(meta::TARGETS, targets_json.to_string()),
+        kv(meta::OPTIONS, info.options.to_string()),
+        kv(meta::LOST_EVENTS, totals.lost_events.to_string()),
+        kv(
+            meta::KERNEL_ERRORS,
+            serde_json::Value::Object(totals.kernel_errors.clone()).to_string(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_keeps_nanoseconds() {
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! One capture row per event, buffered in Arrow builders in the column order
+//! of [`formats::schema::capture_schema`].
+
+use std::sync::Arc;
+
+use arrow_array::{
+    builder::{
+        BinaryBuilder, Int32Builder, StringBuilder, StringDictionaryBuilder,
+        TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    },
+    types::Int32Type,
+    ArrayRef, RecordBatch,
+};
+use arrow_schema::{ArrowError, SchemaRef};
+use formats::schema::capture_schema;
+
+/// Kubernetes identity of a process; all `None` for local targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub namespace: Option<Arc<str>>,
+    pub pod: Option<Arc<str>>,
+    pub pod_uid: Option<Arc<str>>,
+    pub container: Option<Arc<str>>,
+    pub container_id: Option<Arc<str>>,
+    pub node: Option<Arc<str>>,
+}
+
+/// One row. Optional fields are written as nulls.
+#[derive(Clone, Debug, Default)]
+pub struct Row<'a> {
+    pub ts_ns: i64,
+    pub kind: &'static str,
+    pub pid: Option<u32>,
+    pub tid: Option<u32>,
+    pub comm: Option<&'a str>,
+    pub fd: Option<i32>,
+    pub conn_id: Option<u64>,
+    pub direction: Option<&'static str>,
+    pub seq: Option<u64>,
+    pub size: u64,
+    pub payload: Option<&'a [u8]>,
+    pub local_addr: Option<&'a str>,
+    pub remote_addr: Option<&'a str>,
+    pub identity: Option<&'a Identity>,
+    pub flags: u32,
+    pub cpu: Option<u32>,
+}
+
+/// Buffered rows not yet written.
+pub struct RowBuffer {
+    schema: SchemaRef,
+    ts: TimestampNanosecondBuilder,
+    kind: StringDictionaryBuilder<Int32Type>,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: StringBuilder,
+    fd: Int32Builder,
+    conn_id: UInt64Builder,
+    direction: StringBuilder,
+    seq: UInt64Builder,
+    size: UInt64Builder,
+    payload: BinaryBuilder,
+    local_addr: StringBuilder,
+    remote_addr: StringBuilder,
+    namespace: StringBuilder,
+    pod: StringBuilder,
+    pod_uid: StringBuilder,
+    container: StringBuilder,
+    container_id: StringBuilder,
+    node: StringBuilder,
+    flags: UInt32Builder,
+    cpu: UInt32Builder,
+    rows: usize,
+    payload_bytes: usize,
+}
+
+impl Default for RowBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowBuffer {
+    pub fn new() -> Self {
+        Self {
+            schema: capture_schema(),
+            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            kind: StringDictionaryBuilder::new(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+            fd: Int32Builder::new(),
+            conn_id: UInt64Builder::new(),
+            direction: StringBuilder::new(),
+            seq: UInt64Builder::new(),
+            size: UInt64Builder::new(),
+            payload: BinaryBuilder::new(),
+            local_addr: StringBuilder::new(),
+            remote_addr: StringBuilder::new(),
+            namespace: StringBuilder::new(),
+            pod: StringBuilder::new(),
+            pod_uid: StringBuilder::new(),
+            container: StringBuilder::new(),
+            container_id: StringBuilder::new(),
+            node: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            cpu: UInt32Builder::new(),
+            rows: 0,
+            payload_bytes: 0,
+        }
+    }
+
+    /// Rows buffered.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Payload bytes buffered: what decides when to cut a segment early.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
+    pub fn push(&mut self, row: &Row<'_>) {
+        self.ts.append_value(row.ts_ns);
+        self.kind.append_value(row.kind);
+        self.pid.append_option(row.pid);
+        self.tid.append_option(row.tid);
+        self.comm.append_option(row.comm);
+        self.fd.append_option(row.fd);
+        self.conn_id.append_option(row.conn_id);
+        self.direction.append_option(row.direction);
+        self.seq.append_option(row.seq);
+        self.size.append_value(row.size);
+        self.payload.append_option(row.payload);
+        self.local_addr.append_option(row.local_addr);
+        self.remote_addr.append_option(row.remote_addr);
+        let id = row.identity;
+        let field = |f: fn(&Identity) -> &Option<Arc<str>>| id.and_then(|i| f(i).as_deref());
+        self.namespace.append_option(field(|i| &i.namespace));
+        self.pod.append_option(field(|i| &i.pod));
+        self.pod_uid.append_option(field(|i| &i.pod_uid));
+        self.container.append_option(field(|i| &i.container));
+        self.container_id.append_option(field(|i| &i.container_id));
+        self.node.append_option(field(|i| &i.node));
+        self.flags.append_value(row.flags);
+        self.cpu.append_option(row.cpu);
+        self.rows += 1;
+        self.payload_bytes += row.payload.map_or(0, <[u8]>::len);
+    }
+
+    /// Moves the buffered rows into a record batch and starts over.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.fd.finish()),
+            Arc::new(self.conn_id.finish()),
+            Arc::new(self.direction.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.payload.finish()),
+            Arc::new(self.local_addr.finish()),
+            Arc::new(self.remote_addr.finish()),
+            Arc::new(self.namespace.finish()),
+            Arc::new(self.pod.finish()),
+            Arc::new(self.pod_uid.finish()),
+            Arc::new(self.container.finish()),
+            Arc::new(self.container_id.finish()),
+            Arc::new(self.node.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.cpu.finish()),
+        ];
+        self.rows = 0;
+        self.payload_bytes = 0;
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{cast::AsArray, types::UInt64Type, Array};
+
+    use super::*;
+
+    #[test]
+    fn rows_become_a_batch_with_the_capture_schema_and_nulls_where_absent() {
+        let mut buf = RowBuffer::new();
+        buf.push(&Row {
+            ts_ns: 1_700_000_000_000_000_000,
+            kind: "data",
+            pid: Some(10),
+            tid: Some(11),
+            comm: Some("srv"),
+            fd: Some(4),
+            conn_id: Some(1),
+            direction: Some("egress"),
+            seq: Some(0),
+            size: 5,
+            payload: Some(b"hello"),
+            local_addr: Some("127.0.0.1:80"),
+            remote_addr: Some("127.0.0.1:5555"),
+            ..Row::default()
+        });
+        buf.push(&Row {
+            ts_ns: 1,
+            kind: "lost",
+            size: 3,
+            cpu: Some(1),
+            ..Row::default()
+        });
+        assert_eq!(buf.len(), 2);
+        assert_eq!(buf.payload_bytes(), 5);
+        let batch = buf.finish().unwrap();
+        assert!(buf.is_empty());
+        assert_eq!(batch.schema(), capture_schema());
+        assert_eq!(batch.num_rows(), 2);
+        let size = batch
+            .column_by_name("size")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        assert_eq!(size.values().to_vec(), vec![5, 3]);
+        let payload = batch.column_by_name("payload").unwrap().as_binary::<i32>();
+        assert_eq!(payload.value(0), b"hello");
+        assert!(payload.is_null(1));
+        for col in [
+            "namespace",
+            "pod",
+            "pod_uid",
+            "container",
+            "container_id",
+            "node",
+        ] {
+            assert_eq!(batch.column_by_name(col).unwrap().null_count(), 2, "{col}");
+        }
+    }
+
+    #[test]
+    fn identity_fills_the_kubernetes_columns() {
+        let mut buf = RowBuffer::new();
+        let id = Identity {
+            namespace: Some("wyw".into()),
+            pod: Some("httpserver".into()),
+            ..Identity::default()
+        };
+        buf.push(&Row {
+            kind: "close",
+            identity: Some(&id),
+            ..Row::default()
+        });
+        let batch = buf.finish().unwrap();
+        assert_eq!(
+            batch
+                .column_by_name("namespace")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "wyw"
+        );
+        assert_eq!(
+            batch
+                .column_by_name("pod")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "httpserver"
+        );
+        assert!(batch.column_by_name("node").unwrap().is_null(0));
+    }
+}

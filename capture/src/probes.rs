@@ -1,0 +1,187 @@
+//! Loading the eBPF object, configuring it, attaching its programs and giving
+//! typed access to its maps.
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use formats::wire::{CaptureConfig, KernelError, KERNEL_ERROR_SLOTS, TARGET_EXPLICIT};
+
+/// The compiled programs, embedded at build time by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture-ebpf"));
+
+/// Programs attached before targets are registered, so no fork slips through.
+const LIFECYCLE: &[(&str, &str, &[&str])] = &[
+    ("sched_process_exit", "sched", &["sched_process_exit"]),
+    ("inet_sock_set_state", "sock", &["inet_sock_set_state"]),
+];
+
+/// The data and connection programs and the syscall tracepoints each serves.
+const SYSCALLS: &[(&str, &[&str])] = &[
+    ("sys_exit_read", &["sys_exit_read"]),
+    ("sys_exit_recvfrom", &["sys_exit_recvfrom"]),
+    ("sys_exit_readv", &["sys_exit_readv"]),
+    ("sys_exit_recvmsg", &["sys_exit_recvmsg"]),
+    ("sys_exit_write", &["sys_exit_write"]),
+    ("sys_exit_sendto", &["sys_exit_sendto"]),
+    ("sys_exit_writev", &["sys_exit_writev"]),
+    ("sys_exit_sendmsg", &["sys_exit_sendmsg"]),
+    ("sys_exit_connect", &["sys_exit_connect"]),
+    ("sys_exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
+    ("sys_enter_close", &["sys_enter_close"]),
+];
+
+/// The loaded programs and their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    targets: HashMap<MapData, u32, u32>,
+    cgroups: HashMap<MapData, u64, u32>,
+    errors: PerCpuArray<MapData, u64>,
+}
+
+/// Formats a load failure with the verifier's explanation, which is the only
+/// useful part when a program is rejected.
+fn describe(err: ProgramError) -> anyhow::Error {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            anyhow!("{io_error}; verifier log:\n{verifier_log}")
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+impl Probes {
+    /// Loads the object with `config`, a ring buffer of `ring_bytes`, and
+    /// cgroup matching switched on when `use_cgroups`.
+    pub fn load(config: &CaptureConfig, ring_bytes: u32, use_cgroups: bool) -> Result<Self> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("failed to count possible CPUs")?;
+        let use_cgroups = u32::from(use_cgroups);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", config, true)
+            .override_global("USE_CGROUPS", &use_cgroups, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries("SCRATCH", cpus as u32)
+            .load(OBJECT)
+            .context("failed to load the eBPF object")?;
+        let mut map = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("eBPF object has no map {name}"))
+        };
+        let targets = HashMap::try_from(map("TARGET_PIDS")?)?;
+        let cgroups = HashMap::try_from(map("TARGET_CGROUPS")?)?;
+        let errors = PerCpuArray::try_from(map("ERRORS")?)?;
+        Ok(Self {
+            ebpf,
+            targets,
+            cgroups,
+            errors,
+        })
+    }
+
+    fn tracepoint(&mut self, name: &str) -> Result<&mut TracePoint> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load()
+            .map_err(describe)
+            .with_context(|| format!("the kernel rejected program {name}"))?;
+        Ok(prog)
+    }
+
+    /// Attaches the programs that follow process and socket lifetimes. Call
+    /// before registering targets.
+    pub fn attach_lifecycle(&mut self) -> Result<()> {
+        let fork: &mut RawTracePoint = self
+            .ebpf
+            .program_mut("sched_process_fork")
+            .ok_or_else(|| anyhow!("eBPF object has no program sched_process_fork"))?
+            .try_into()?;
+        fork.load()
+            .map_err(describe)
+            .context("the kernel rejected program sched_process_fork")?;
+        fork.attach("sched_process_fork")
+            .context("failed to attach to sched_process_fork")?;
+        for (name, category, points) in LIFECYCLE {
+            let prog = self.tracepoint(name)?;
+            for point in *points {
+                prog.attach(category, point)
+                    .with_context(|| format!("failed to attach to {category}:{point}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches the syscall programs: recording starts now.
+    pub fn attach_syscalls(&mut self) -> Result<()> {
+        for (name, points) in SYSCALLS {
+            let prog = self.tracepoint(name)?;
+            for point in *points {
+                prog.attach("syscalls", point)
+                    .with_context(|| format!("failed to attach to syscalls:{point}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches the syscall programs: nothing new is recorded after this.
+    pub fn detach_syscalls(&mut self) -> Result<()> {
+        for (name, _) in SYSCALLS {
+            if let Some(prog) = self.ebpf.program_mut(name) {
+                let prog: &mut TracePoint = prog.try_into()?;
+                prog.unload()
+                    .with_context(|| format!("failed to detach {name}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a process a target.
+    pub fn add_pid(&mut self, pid: u32) -> Result<()> {
+        self.targets
+            .insert(pid, TARGET_EXPLICIT, 0)
+            .with_context(|| format!("failed to target pid {pid}"))
+    }
+
+    /// Makes every process of a cgroup v2 id a target.
+    pub fn add_cgroup(&mut self, id: u64) -> Result<()> {
+        self.cgroups
+            .insert(id, 1, 0)
+            .with_context(|| format!("failed to target cgroup id {id}"))
+    }
+
+    /// The ring buffer, handed to the reader once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("eBPF object has no map EVENTS"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The per-CPU values of one error counter.
+    pub fn error_per_cpu(&self, slot: KernelError) -> Result<Vec<u64>> {
+        let values = self
+            .errors
+            .get(&(slot as u32), 0)
+            .context("failed to read the error counters")?;
+        Ok(values.iter().copied().collect())
+    }
+
+    /// Every error counter summed over CPUs, in [`KernelError::ALL`] order.
+    pub fn error_totals(&self) -> Result<[u64; KERNEL_ERROR_SLOTS as usize]> {
+        let mut out = [0; KERNEL_ERROR_SLOTS as usize];
+        for (i, slot) in KernelError::ALL.iter().enumerate() {
+            out[i] = self.error_per_cpu(*slot)?.iter().sum();
+        }
+        Ok(out)
+    }
+}

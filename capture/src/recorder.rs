@@ -1,0 +1,365 @@
+//! Turning ring buffer records into capture rows.
+//!
+//! The kernel's connection ids are unique but sparse (`cpu << 48 | n`); rows get
+//! dense ids (1, 2, 3, …) in order of first appearance. Addresses are
+//! formatted once per connection. Fork notices are passed on to keep the
+//! target list current; they do not become rows.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use formats::{
+    schema::{direction, kind},
+    wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6},
+    Record,
+};
+
+use crate::{
+    kernel::clock::WallClock,
+    output::rows::{Row, RowBuffer},
+};
+
+/// Counters for the progress line and the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Rows written (all kinds).
+    pub events: u64,
+    /// Bytes the target's syscalls moved.
+    pub bytes_moved: u64,
+    /// Payload bytes kept.
+    pub bytes_kept: u64,
+    pub connections: u64,
+    pub lost: u64,
+    /// Records that failed to parse (a podtap bug if ever non-zero).
+    pub malformed: u64,
+}
+
+/// A process forked by a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub pid: u32,
+    pub parent: u32,
+}
+
+struct ConnEntry {
+    id: u64,
+    /// Raw address bytes the strings were formatted from.
+    raw: (u8, u16, u16, [u8; 16], [u8; 16]),
+    local: Option<String>,
+    remote: Option<String>,
+}
+
+/// Builds rows from records.
+pub struct Recorder {
+    clock: WallClock,
+    rows: RowBuffer,
+    conns: HashMap<u64, ConnEntry>,
+    next_conn: u64,
+    forks: Vec<Fork>,
+    stats: Stats,
+}
+
+fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
+    let ip = match family {
+        AF_INET => IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+        // IPv4-mapped addresses (dual-stack sockets) are shown as IPv4.
+        AF_INET6 => Ipv6Addr::from(*addr).to_canonical(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port).to_string())
+}
+
+fn comm(header: &EventHeader) -> &str {
+    let end = header
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(header.comm.len());
+    std::str::from_utf8(&header.comm[..end]).unwrap_or("")
+}
+
+impl Recorder {
+    pub fn new(clock: WallClock) -> Self {
+        Self {
+            clock,
+            rows: RowBuffer::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
+            forks: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn rows(&mut self) -> &mut RowBuffer {
+        &mut self.rows
+    }
+
+    /// Forks seen since the last call.
+    pub fn take_forks(&mut self) -> Vec<Fork> {
+        std::mem::take(&mut self.forks)
+    }
+
+    /// Records one ring buffer record.
+    pub fn record(&mut self, bytes: &[u8]) {
+        let rec = match Record::parse(bytes) {
+            Ok(rec) => rec,
+            Err(e) => {
+                self.stats.malformed += 1;
+                if self.stats.malformed == 1 {
+                    tracing::error!("dropped a malformed ring buffer record: {e}");
+                }
+                return;
+            }
+        };
+        let h = &rec.header;
+        if rec.kind == EventKind::Fork {
+            self.forks.push(Fork {
+                pid: h.pid,
+                parent: h.size as u32,
+            });
+            return;
+        }
+        let row_kind = match rec.kind {
+            EventKind::Data => kind::DATA,
+            EventKind::Connect => kind::CONNECT,
+            EventKind::Accept => kind::ACCEPT,
+            EventKind::Close | EventKind::Fork => kind::CLOSE,
+        };
+        let raw = (
+            h.family,
+            h.local_port,
+            h.remote_port,
+            h.local_addr,
+            h.remote_addr,
+        );
+        let next_conn = &mut self.next_conn;
+        let stats = &mut self.stats;
+        let conn = self.conns.entry(h.conn_id).or_insert_with(|| {
+            *next_conn += 1;
+            stats.connections += 1;
+            ConnEntry {
+                id: *next_conn,
+                raw: (0, 0, 0, [0; 16], [0; 16]),
+                local: None,
+                remote: None,
+            }
+        });
+        if conn.raw != raw {
+            conn.local = socket_addr(h.family, &h.local_addr, h.local_port);
+            conn.remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
+            conn.raw = raw;
+        }
+        let (dir, seq, payload) = match rec.direction {
+            Some(Direction::Ingress) => (Some(direction::INGRESS), Some(h.seq), Some(rec.payload)),
+            Some(Direction::Egress) => (Some(direction::EGRESS), Some(h.seq), Some(rec.payload)),
+            None => (None, None, None),
+        };
+        self.rows.push(&Row {
+            ts_ns: self.clock.to_unix_ns(h.ts_ns),
+            kind: row_kind,
+            pid: Some(h.pid),
+            tid: Some(h.tid),
+            comm: Some(comm(h)),
+            fd: Some(h.fd),
+            conn_id: Some(conn.id),
+            direction: dir,
+            seq,
+            size: h.size,
+            payload,
+            local_addr: conn.local.as_deref(),
+            remote_addr: conn.remote.as_deref(),
+            identity: None,
+            flags: h.flags,
+            cpu: None,
+        });
+        self.stats.events += 1;
+        if rec.kind == EventKind::Data {
+            self.stats.bytes_moved += h.size;
+            self.stats.bytes_kept += rec.payload.len() as u64;
+        }
+        if rec.kind == EventKind::Close {
+            // Later bytes on a socket another process still holds start a
+            // new connection id; keeping every closed connection would grow
+            // without bound on long captures.
+            self.conns.remove(&h.conn_id);
+        }
+    }
+
+    /// Records `count` events the kernel could not hand over on `cpu`.
+    pub fn lost(&mut self, cpu: u32, count: u64, ts_unix_ns: i64) {
+        if count == 0 {
+            return;
+        }
+        self.rows.push(&Row {
+            ts_ns: ts_unix_ns,
+            kind: kind::LOST,
+            size: count,
+            cpu: Some(cpu),
+            ..Row::default()
+        });
+        self.stats.events += 1;
+        self.stats.lost += count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{cast::AsArray, types::UInt64Type, Array};
+    use formats::wire::EVENT_HEADER_LEN;
+
+    use super::*;
+
+    fn record(kind: EventKind, conn: u64, dir: Direction, seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut remote = [0u8; 16];
+        remote[..4].copy_from_slice(&[10, 1, 2, 3]);
+        let h = EventHeader {
+            kind: kind as u32,
+            flags: 0,
+            ts_ns: 1_000,
+            conn_id: conn,
+            seq,
+            size: payload.len() as u64,
+            pid: 100,
+            tid: 101,
+            fd: 7,
+            captured: payload.len() as u32,
+            direction: dir as u8,
+            family: AF_INET,
+            _pad: 0,
+            local_port: 8080,
+            remote_port: 40000,
+            local_addr: local,
+            remote_addr: remote,
+            comm: *b"python3\0\0\0\0\0\0\0\0\0",
+        };
+        let mut out = vec![0u8; EVENT_HEADER_LEN];
+        // SAFETY: exactly one header fits.
+        unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast::<EventHeader>(), h) };
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn renumbers_connections_densely_and_formats_addresses() {
+        let mut r = Recorder::new(WallClock::measure());
+        r.record(&record(
+            EventKind::Accept,
+            (1 << 48) | 5,
+            Direction::Ingress,
+            0,
+            b"",
+        ));
+        r.record(&record(
+            EventKind::Data,
+            (1 << 48) | 5,
+            Direction::Ingress,
+            0,
+            b"GET /",
+        ));
+        r.record(&record(EventKind::Data, 9, Direction::Egress, 0, b"x"));
+        r.record(&record(
+            EventKind::Data,
+            (1 << 48) | 5,
+            Direction::Egress,
+            0,
+            b"HTTP/1.1 200 OK",
+        ));
+        let batch = r.rows().finish().unwrap();
+        let ids = batch
+            .column_by_name("conn_id")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        assert_eq!(ids.values().to_vec(), vec![1, 1, 2, 1]);
+        let local = batch
+            .column_by_name("local_addr")
+            .unwrap()
+            .as_string::<i32>();
+        let remote = batch
+            .column_by_name("remote_addr")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(local.value(1), "127.0.0.1:8080");
+        assert_eq!(remote.value(1), "10.1.2.3:40000");
+        let dir = batch
+            .column_by_name("direction")
+            .unwrap()
+            .as_string::<i32>();
+        assert!(dir.is_null(0));
+        assert_eq!(dir.value(1), "ingress");
+        assert_eq!(dir.value(3), "egress");
+        assert_eq!(
+            batch
+                .column_by_name("comm")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "python3"
+        );
+        let stats = r.stats();
+        assert_eq!(
+            (stats.events, stats.connections, stats.bytes_moved),
+            (4, 2, 21)
+        );
+    }
+
+    #[test]
+    fn forks_are_reported_not_written() {
+        let mut r = Recorder::new(WallClock::measure());
+        let mut rec = record(EventKind::Fork, 0, Direction::Ingress, 0, b"");
+        // size carries the parent.
+        rec[32..40].copy_from_slice(&55u64.to_le_bytes());
+        r.record(&rec);
+        assert!(r.rows().is_empty());
+        assert_eq!(
+            r.take_forks(),
+            vec![Fork {
+                pid: 100,
+                parent: 55
+            }]
+        );
+        assert!(r.take_forks().is_empty());
+    }
+
+    #[test]
+    fn lost_events_become_lost_rows_and_malformed_records_are_counted() {
+        let mut r = Recorder::new(WallClock::measure());
+        r.lost(1, 17, 42);
+        r.lost(0, 0, 42);
+        r.record(&[1, 2, 3]);
+        let stats = r.stats();
+        assert_eq!((stats.lost, stats.malformed, stats.events), (17, 1, 1));
+        let batch = r.rows().finish().unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        let kind = batch
+            .column_by_name("kind")
+            .unwrap()
+            .as_dictionary::<arrow_array::types::Int32Type>();
+        let values = kind.values().as_string::<i32>();
+        assert_eq!(values.value(kind.keys().value(0) as usize), "lost");
+        assert!(batch.column_by_name("conn_id").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_addresses_read_as_ipv4() {
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[192, 168, 0, 1]);
+        assert_eq!(
+            socket_addr(AF_INET6, &mapped, 443).as_deref(),
+            Some("192.168.0.1:443")
+        );
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(socket_addr(AF_INET6, &v6, 80).as_deref(), Some("[::1]:80"));
+        assert_eq!(socket_addr(0, &v6, 80), None);
+    }
+}

@@ -1,0 +1,331 @@
+//! The records the kernel programs write into the ring buffer, and the load-time
+//! configuration userspace hands to them.
+//!
+//! Every struct is `#[repr(C)]` with integer fields only and explicit padding, and
+//! its size is checked at compile time: the kernel side and the userspace side are
+//! compiled by different compilers for different targets, so layout drift must be
+//! a build error, not corrupted events.
+
+/// Longest payload a single event can carry; `--max-payload` may not exceed it.
+///
+/// A power of two: the eBPF copy loop masks offsets with `MAX_PAYLOAD_CAP - 1`
+/// so the verifier can bound them.
+pub const MAX_PAYLOAD_CAP: u32 = 65536;
+
+/// Bytes kept per event unless `--max-payload` says otherwise.
+pub const DEFAULT_MAX_PAYLOAD: u32 = 4096;
+
+/// How many `iovec` entries of one `readv`/`writev`/`recvmsg`/`sendmsg` are copied.
+/// Bytes in later entries are counted in `size` but not kept.
+pub const MAX_IOVECS: u32 = 32;
+
+/// Length of a task's `comm`.
+pub const COMM_LEN: usize = 16;
+
+/// What a ring buffer record describes. Numbers are part of the wire format and
+/// are never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Bytes moved by a read-like or write-like syscall on a TCP socket.
+    Data = 1,
+    /// A target's `connect()` on a TCP socket succeeded or is in progress.
+    Connect = 2,
+    /// A target's `accept()`/`accept4()` returned a TCP socket.
+    Accept = 3,
+    /// A target closed a file descriptor of a tracked TCP connection.
+    Close = 4,
+    /// A target forked a new process, which is now a target too. `pid` is the
+    /// child, `size` the parent's pid. Not written as a row: it keeps the
+    /// loader's process list (and pod identity) current.
+    Fork = 5,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, u32> {
+        match value {
+            1 => Ok(Self::Data),
+            2 => Ok(Self::Connect),
+            3 => Ok(Self::Accept),
+            4 => Ok(Self::Close),
+            5 => Ok(Self::Fork),
+            other => Err(other),
+        }
+    }
+}
+
+/// Direction of a data event, seen from the target process.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Read by the target (it arrived from the peer).
+    Ingress = 0,
+    /// Written by the target (it goes to the peer).
+    Egress = 1,
+}
+
+impl TryFrom<u8> for Direction {
+    type Error = u8;
+
+    fn try_from(value: u8) -> Result<Self, u8> {
+        match value {
+            0 => Ok(Self::Ingress),
+            1 => Ok(Self::Egress),
+            other => Err(other),
+        }
+    }
+}
+
+/// `EventHeader::flags`: the payload could not be read from user memory in full
+/// (the page was not resident); `payload` is shorter than promised.
+pub const FLAG_PAYLOAD_FAULT: u32 = 1 << 0;
+/// `EventHeader::flags`: more `iovec` entries than [`MAX_IOVECS`]; the payload
+/// stops at the last copied entry.
+pub const FLAG_PAYLOAD_IOV_LIMIT: u32 = 1 << 1;
+/// `EventHeader::flags`: the TCP sequence number could not be read; `seq`
+/// continues from the previous event of the direction instead.
+pub const FLAG_SEQ_ESTIMATED: u32 = 1 << 2;
+
+/// Address family values used in `EventHeader::family` (Linux `AF_*`).
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// Header of every ring buffer record; `captured` payload bytes follow it.
+///
+/// `ts_ns` is `CLOCK_MONOTONIC` (`bpf_ktime_get_ns`); userspace converts it to
+/// wall-clock time once. `seq` is the byte offset of this chunk within its
+/// direction of the connection, derived from the kernel's TCP sequence numbers,
+/// so bytes moved by syscalls podtap does not trace show up as holes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub flags: u32,
+    pub ts_ns: u64,
+    pub conn_id: u64,
+    pub seq: u64,
+    /// Bytes the syscall actually moved (its return value).
+    pub size: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    /// Payload bytes that follow this header.
+    pub captured: u32,
+    pub direction: u8,
+    pub family: u8,
+    pub _pad: u16,
+    /// Ports in host byte order.
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 addresses use the first 4 bytes.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Size of [`EventHeader`] on the wire.
+pub const EVENT_HEADER_LEN: usize = 112;
+const _: () = assert!(core::mem::size_of::<EventHeader>() == EVENT_HEADER_LEN);
+const _: () = assert!(core::mem::align_of::<EventHeader>() == 8);
+
+/// Kernel structure offsets the programs need, read by userspace from the
+/// running kernel's BTF (`/sys/kernel/btf/vmlinux`) and passed in at load time.
+///
+/// Rust eBPF cannot emit CO-RE relocations, so this is how the programs stay
+/// correct across kernel versions without being rebuilt.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub file_private_data: u32,
+    pub inode_mode: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    /// Byte offset of the storage unit holding `sk_protocol`.
+    pub sk_protocol: u32,
+    /// `sk_protocol` is `(unit >> shift) & mask`, where unit is a `u32` read
+    /// at `sk_protocol` (older kernels keep it in a bitfield).
+    pub sk_protocol_shift: u32,
+    pub sk_protocol_mask: u32,
+    pub tcp_write_seq: u32,
+    pub tcp_copied_seq: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);
+
+impl KernelOffsets {
+    /// All offsets zero: the value the programs are compiled with, always
+    /// replaced at load time.
+    pub const ZERO: Self = Self {
+        task_files: 0,
+        task_pid: 0,
+        task_tgid: 0,
+        files_fdt: 0,
+        fdtable_max_fds: 0,
+        fdtable_fd: 0,
+        file_inode: 0,
+        file_private_data: 0,
+        inode_mode: 0,
+        socket_type: 0,
+        socket_sk: 0,
+        sk_family: 0,
+        sk_state: 0,
+        sk_daddr: 0,
+        sk_rcv_saddr: 0,
+        sk_dport: 0,
+        sk_num: 0,
+        sk_v6_daddr: 0,
+        sk_v6_rcv_saddr: 0,
+        sk_protocol: 0,
+        sk_protocol_shift: 0,
+        sk_protocol_mask: 0,
+        tcp_write_seq: 0,
+        tcp_copied_seq: 0,
+    };
+}
+
+/// Everything userspace configures in the programs before they are loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Payload bytes kept per event, at most [`MAX_PAYLOAD_CAP`].
+    pub max_payload: u32,
+    /// Ring buffer fill level (bytes) at which userspace is woken up; below it
+    /// the reader polls on a timer, which saves a wakeup per event under load.
+    pub wakeup_bytes: u32,
+    pub offsets: KernelOffsets,
+}
+
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 8 + 24 * 4);
+
+impl CaptureConfig {
+    /// The compiled-in placeholder, replaced at load time.
+    pub const ZERO: Self = Self {
+        max_payload: 0,
+        wakeup_bytes: 0,
+        offsets: KernelOffsets::ZERO,
+    };
+}
+
+/// Slots of the per-CPU error counter map. Each slot counts one way an event or
+/// part of one was not recorded; `capture` reports them in the file metadata.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// The ring buffer was full; the event was dropped (these become `lost` rows).
+    RingFull = 0,
+    /// User memory could not be read; the payload is short.
+    PayloadFault = 1,
+    /// The connection table was full; a connection went unrecorded.
+    ConnsFull = 2,
+    /// A target table was full; a new process went untargeted.
+    TargetsFull = 3,
+    /// More than [`MAX_IOVECS`] iovecs; the payload is short.
+    IovLimit = 4,
+}
+
+/// Number of slots in the error counter map.
+pub const KERNEL_ERROR_SLOTS: u32 = 5;
+
+impl KernelError {
+    /// All slots, in map order.
+    pub const ALL: [KernelError; KERNEL_ERROR_SLOTS as usize] = [
+        Self::RingFull,
+        Self::PayloadFault,
+        Self::ConnsFull,
+        Self::TargetsFull,
+        Self::IovLimit,
+    ];
+
+    /// Stable name used in metadata and summaries.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RingFull => "ring_full",
+            Self::PayloadFault => "payload_fault",
+            Self::ConnsFull => "conns_full",
+            Self::TargetsFull => "targets_full",
+            Self::IovLimit => "iov_limit",
+        }
+    }
+}
+
+/// Value stored in the target-process map: why the process is a target.
+pub const TARGET_EXPLICIT: u32 = 1;
+/// The process was forked by a target after the capture started.
+pub const TARGET_FORKED: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_header_layout_is_fixed() {
+        assert_eq!(core::mem::size_of::<EventHeader>(), 112);
+        assert_eq!(core::mem::offset_of!(EventHeader, ts_ns), 8);
+        assert_eq!(core::mem::offset_of!(EventHeader, size), 32);
+        assert_eq!(core::mem::offset_of!(EventHeader, captured), 52);
+        assert_eq!(core::mem::offset_of!(EventHeader, direction), 56);
+        assert_eq!(core::mem::offset_of!(EventHeader, local_port), 60);
+        assert_eq!(core::mem::offset_of!(EventHeader, local_addr), 64);
+        assert_eq!(core::mem::offset_of!(EventHeader, comm), 96);
+    }
+
+    #[test]
+    fn config_layout_is_fixed() {
+        assert_eq!(core::mem::size_of::<KernelOffsets>(), 96);
+        assert_eq!(core::mem::size_of::<CaptureConfig>(), 104);
+        assert_eq!(core::mem::offset_of!(CaptureConfig, offsets), 8);
+    }
+
+    #[test]
+    fn event_kinds_round_trip_and_reject_unknown() {
+        for kind in [
+            EventKind::Data,
+            EventKind::Connect,
+            EventKind::Accept,
+            EventKind::Close,
+            EventKind::Fork,
+        ] {
+            assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
+        }
+        assert_eq!(EventKind::try_from(0), Err(0));
+        assert_eq!(EventKind::try_from(99), Err(99));
+    }
+
+    #[test]
+    fn directions_round_trip_and_reject_unknown() {
+        assert_eq!(Direction::try_from(0), Ok(Direction::Ingress));
+        assert_eq!(Direction::try_from(1), Ok(Direction::Egress));
+        assert_eq!(Direction::try_from(2), Err(2));
+    }
+
+    #[test]
+    fn payload_cap_is_a_power_of_two_of_at_least_16_kib() {
+        assert!(MAX_PAYLOAD_CAP.is_power_of_two());
+        assert!(MAX_PAYLOAD_CAP >= 16 * 1024);
+        assert!(DEFAULT_MAX_PAYLOAD <= MAX_PAYLOAD_CAP);
+    }
+
+    #[test]
+    fn error_slots_are_numbered_in_order() {
+        for (i, e) in KernelError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
+}

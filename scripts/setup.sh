@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what building and testing podtap needs on a Debian 12 machine and is
+# quick when everything is already there. Safe to run again at any time.
+#
+#   scripts/setup.sh            build toolchain + test peers
+#
+# Needs root for apt-get and for mounting tracefs.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages: the LLVM that bpf-linker links against, and the real peers
+# the tests and benchmarks talk to.
+packages=(
+  llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config
+  curl wrk nginx-light python3
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # nginx-light starts a service on port 80 when installed; podtap only runs it by hand.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  pkill -x nginx 2>/dev/null || true
+fi
+
+# Nightly rust-src: the eBPF crate is built with -Z build-std=core.
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "adding rust-src to the nightly toolchain"
+  rustup toolchain install nightly --profile minimal --component rust-src >/dev/null
+fi
+
+# bpf-linker, built against Debian's LLVM 22.
+BPF_LINKER_VERSION=0.13.0
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (a few minutes)"
+  LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+    cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
+      --no-default-features --features llvm-22 >/dev/null
+fi
+
+# tracefs: the kernel's tracepoints are attached through it.
+if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
+  log "mounting tracefs on /sys/kernel/tracing"
+  mount -t tracefs nodev /sys/kernel/tracing
+fi
+
+log "ready"
