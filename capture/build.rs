@@ -17,20 +17,11 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("capture has no parent directory"))?
         .to_path_buf();
     let root = workspace.join("capture-ebpf");
-    let root = root
-        .to_str()
-        .ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
+    let root = root.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
     // The programs include the shared wire structs.
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("formats/src").display()
-    );
+    println!("cargo:rerun-if-changed={}", workspace.join("formats/src").display());
     aya_build::build_ebpf(
-        [Package {
-            name: "capture-ebpf",
-            root_dir: root,
-            ..Default::default()
-        }],
+        [Package { name: "capture-ebpf", root_dir: root, ..Default::default() }],
         Toolchain::Custom(EBPF_TOOLCHAIN),
     )
 }

@@ -87,19 +87,31 @@ pub fn lifecycle(kind: EventKind, conn: &Conn, fd: i32) {
 /// Emits a fork notice: `pid` child, `size` parent.
 #[inline(always)]
 pub fn fork(child_tgid: u32, parent_tgid: u32) {
+    notice(EventKind::Fork, 0, child_tgid, parent_tgid as u64);
+}
+
+/// Emits the end of a connection.
+#[inline(always)]
+pub fn conn_end(conn_id: u64) {
+    notice(EventKind::ConnEnd, conn_id, 0, 0);
+}
+
+/// A header-only record that does not describe a syscall of a target.
+#[inline(always)]
+fn notice(kind: EventKind, conn_id: u64, pid: u32, size: u64) {
     match EVENTS.reserve::<EventHeader>(0) {
         Some(mut entry) => {
             // SAFETY: as in `lifecycle`.
             let header = unsafe { &mut *entry.as_mut_ptr() };
             *header = EventHeader {
-                kind: EventKind::Fork as u32,
+                kind: kind as u32,
                 flags: 0,
                 ts_ns: unsafe { bpf_ktime_get_ns() },
-                conn_id: 0,
+                conn_id,
                 seq: 0,
-                size: parent_tgid as u64,
-                pid: child_tgid,
-                tid: child_tgid,
+                size,
+                pid,
+                tid: pid,
                 fd: -1,
                 captured: 0,
                 direction: 0,

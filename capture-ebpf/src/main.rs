@@ -80,12 +80,7 @@ fn syscall_args() -> Option<[u64; 4]> {
             return None;
         }
         let reg = |off: u64| bpf_probe_read_kernel((regs + off) as *const u64);
-        Some([
-            reg(REG_DI).ok()?,
-            reg(REG_SI).ok()?,
-            reg(REG_DX).ok()?,
-            reg(REG_R10).ok()?,
-        ])
+        Some([reg(REG_DI).ok()?, reg(REG_SI).ok()?, reg(REG_DX).ok()?, reg(REG_R10).ok()?])
     }
 }
 
@@ -327,15 +322,17 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     const IPPROTO_TCP: u16 = 6;
     // SAFETY: fixed offsets of the tracepoint record.
     unsafe {
-        let (Ok(sk), Ok(state), Ok(proto)) = (
-            ctx.read_at::<u64>(8),
-            ctx.read_at::<i32>(20),
-            ctx.read_at::<u16>(30),
-        ) else {
+        let (Ok(sk), Ok(state), Ok(proto)) =
+            (ctx.read_at::<u64>(8), ctx.read_at::<i32>(20), ctx.read_at::<u16>(30))
+        else {
             return 0;
         };
         if state == TCP_CLOSE && proto == IPPROTO_TCP {
-            let _ = maps::CONNS.remove(sk);
+            if let Some(conn) = maps::CONNS.get(sk) {
+                let conn_id = conn.conn_id;
+                let _ = maps::CONNS.remove(sk);
+                emit::conn_end(conn_id);
+            }
         }
     }
     0

@@ -17,11 +17,9 @@ use formats::wire::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CAP};
 /// syscall on; processes forked by a target become targets too.
 #[derive(Debug, Parser)]
 #[command(name = "capture", version, about, long_about = None)]
-#[command(
-    after_help = "Examples:\n  capture --pid 4242 --duration 30s -o run.parquet\n  \
+#[command(after_help = "Examples:\n  capture --pid 4242 --duration 30s -o run.parquet\n  \
     capture --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service -o run.parquet\n\n\
-    Exit codes: 0 ok, 1 capture failed, 2 bad usage."
-)]
+    Exit codes: 0 ok, 1 capture failed, 2 bad usage.")]
 pub struct Args {
     /// A local process to capture, with its children (repeatable).
     #[arg(long = "pid", value_name = "PID")]
@@ -108,10 +106,7 @@ impl Args {
         pids.sort_unstable();
         pids.dedup();
         Ok(Config {
-            targets: TargetSpec {
-                pids,
-                cgroups: self.cgroups,
-            },
+            targets: TargetSpec { pids, cgroups: self.cgroups },
             duration: self.duration,
             output: self.output,
             max_payload: self.max_payload,
@@ -134,16 +129,10 @@ fn check_output(output: &Path) -> Result<(), UsageError> {
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(UsageError(format!(
-            "output directory `{}` does not exist",
-            parent.display()
-        )));
+        return Err(UsageError(format!("output directory `{}` does not exist", parent.display())));
     }
     if output.is_dir() {
-        return Err(UsageError(format!(
-            "output `{}` is a directory",
-            output.display()
-        )));
+        return Err(UsageError(format!("output `{}` is a directory", output.display())));
     }
     let segments = segment_dir(output);
     if segments.exists() {
@@ -201,9 +190,7 @@ mod tests {
 
     #[test]
     fn requires_a_target_and_an_output() {
-        assert!(parse(&["-o", "/tmp/x.parquet"])
-            .unwrap_err()
-            .contains("no target given"));
+        assert!(parse(&["-o", "/tmp/x.parquet"]).unwrap_err().contains("no target given"));
         assert!(parse(&["--pid", "1"]).unwrap_err().contains("--output"));
     }
 

@@ -55,11 +55,7 @@ fn print_summary(s: &Summary) {
         thousands(st.lost),
     );
     if !s.kernel_errors.is_empty() {
-        let list: Vec<String> = s
-            .kernel_errors
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let list: Vec<String> = s.kernel_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("not fully recorded: {}", list.join(", "));
     }
     eprintln!("wrote {} ({})", s.output.display(), bytes(s.size));
@@ -76,10 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

@@ -45,10 +45,7 @@ pub struct Probes {
 /// useful part when a program is rejected.
 fn describe(err: ProgramError) -> anyhow::Error {
     match err {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
+        ProgramError::LoadError { io_error, verifier_log } => {
             anyhow!("{io_error}; verifier log:\n{verifier_log}")
         }
         other => anyhow::Error::new(other),
@@ -59,9 +56,8 @@ impl Probes {
     /// Loads the object with `config`, a ring buffer of `ring_bytes`, and
     /// cgroup matching switched on when `use_cgroups`.
     pub fn load(config: &CaptureConfig, ring_bytes: u32, use_cgroups: bool) -> Result<Self> {
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .context("failed to count possible CPUs")?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(_, e)| e).context("failed to count possible CPUs")?;
         let use_cgroups = u32::from(use_cgroups);
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", config, true)
@@ -71,18 +67,23 @@ impl Probes {
             .load(OBJECT)
             .context("failed to load the eBPF object")?;
         let mut map = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow!("eBPF object has no map {name}"))
+            ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no map {name}"))
         };
         let targets = HashMap::try_from(map("TARGET_PIDS")?)?;
         let cgroups = HashMap::try_from(map("TARGET_CGROUPS")?)?;
         let errors = PerCpuArray::try_from(map("ERRORS")?)?;
-        Ok(Self {
-            ebpf,
-            targets,
-            cgroups,
-            errors,
-        })
+        // Verify every program now, before anything is attached or written.
+        for (name, prog) in ebpf.programs_mut() {
+            let loaded = match prog {
+                aya::programs::Program::TracePoint(p) => p.load(),
+                aya::programs::Program::RawTracePoint(p) => p.load(),
+                _ => continue,
+            };
+            loaded
+                .map_err(describe)
+                .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
+        }
+        Ok(Self { ebpf, targets, cgroups, errors })
     }
 
     fn tracepoint(&mut self, name: &str) -> Result<&mut TracePoint> {
@@ -91,9 +92,6 @@ impl Probes {
             .program_mut(name)
             .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
             .try_into()?;
-        prog.load()
-            .map_err(describe)
-            .with_context(|| format!("the kernel rejected program {name}"))?;
         Ok(prog)
     }
 
@@ -105,11 +103,7 @@ impl Probes {
             .program_mut("sched_process_fork")
             .ok_or_else(|| anyhow!("eBPF object has no program sched_process_fork"))?
             .try_into()?;
-        fork.load()
-            .map_err(describe)
-            .context("the kernel rejected program sched_process_fork")?;
-        fork.attach("sched_process_fork")
-            .context("failed to attach to sched_process_fork")?;
+        fork.attach("sched_process_fork").context("failed to attach to sched_process_fork")?;
         for (name, category, points) in LIFECYCLE {
             let prog = self.tracepoint(name)?;
             for point in *points {
@@ -137,8 +131,7 @@ impl Probes {
         for (name, _) in SYSCALLS {
             if let Some(prog) = self.ebpf.program_mut(name) {
                 let prog: &mut TracePoint = prog.try_into()?;
-                prog.unload()
-                    .with_context(|| format!("failed to detach {name}"))?;
+                prog.unload().with_context(|| format!("failed to detach {name}"))?;
             }
         }
         Ok(())
@@ -153,26 +146,20 @@ impl Probes {
 
     /// Makes every process of a cgroup v2 id a target.
     pub fn add_cgroup(&mut self, id: u64) -> Result<()> {
-        self.cgroups
-            .insert(id, 1, 0)
-            .with_context(|| format!("failed to target cgroup id {id}"))
+        self.cgroups.insert(id, 1, 0).with_context(|| format!("failed to target cgroup id {id}"))
     }
 
     /// The ring buffer, handed to the reader once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| anyhow!("eBPF object has no map EVENTS"))?;
+        let map =
+            self.ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("eBPF object has no map EVENTS"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
     /// The per-CPU values of one error counter.
     pub fn error_per_cpu(&self, slot: KernelError) -> Result<Vec<u64>> {
-        let values = self
-            .errors
-            .get(&(slot as u32), 0)
-            .context("failed to read the error counters")?;
+        let values =
+            self.errors.get(&(slot as u32), 0).context("failed to read the error counters")?;
         Ok(values.iter().copied().collect())
     }
 

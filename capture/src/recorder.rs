@@ -1,9 +1,11 @@
 //! Turning ring buffer records into capture rows.
 //!
 //! The kernel's connection ids are unique but sparse (`cpu << 48 | n`); rows get
-//! dense ids (1, 2, 3, …) in order of first appearance. Addresses are
-//! formatted once per connection. Fork notices are passed on to keep the
-//! target list current; they do not become rows.
+//! dense ids (1, 2, 3, …) in order of first appearance, kept until the kernel
+//! reports the socket closed for good (a socket shared by a forking server and
+//! its children outlives the parent's `close()`). Addresses are formatted once
+//! per connection. Fork notices are passed on to keep the target list current;
+//! neither they nor connection ends become rows.
 
 use std::{
     collections::HashMap,
@@ -41,6 +43,8 @@ pub struct Stats {
 pub struct Fork {
     pub pid: u32,
     pub parent: u32,
+    /// The parent's name at the time of the fork (the child's until it execs).
+    pub comm: String,
 }
 
 struct ConnEntry {
@@ -72,11 +76,7 @@ fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
 }
 
 fn comm(header: &EventHeader) -> &str {
-    let end = header
-        .comm
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(header.comm.len());
+    let end = header.comm.iter().position(|&b| b == 0).unwrap_or(header.comm.len());
     std::str::from_utf8(&header.comm[..end]).unwrap_or("")
 }
 
@@ -118,26 +118,26 @@ impl Recorder {
             }
         };
         let h = &rec.header;
-        if rec.kind == EventKind::Fork {
-            self.forks.push(Fork {
-                pid: h.pid,
-                parent: h.size as u32,
-            });
-            return;
-        }
         let row_kind = match rec.kind {
             EventKind::Data => kind::DATA,
             EventKind::Connect => kind::CONNECT,
             EventKind::Accept => kind::ACCEPT,
-            EventKind::Close | EventKind::Fork => kind::CLOSE,
+            EventKind::Close => kind::CLOSE,
+            EventKind::Fork => {
+                self.forks.push(Fork {
+                    pid: h.pid,
+                    parent: h.size as u32,
+                    comm: comm(h).to_string(),
+                });
+                return;
+            }
+            EventKind::ConnEnd => {
+                // The socket is gone for good; a later one gets a new id.
+                self.conns.remove(&h.conn_id);
+                return;
+            }
         };
-        let raw = (
-            h.family,
-            h.local_port,
-            h.remote_port,
-            h.local_addr,
-            h.remote_addr,
-        );
+        let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
         let next_conn = &mut self.next_conn;
         let stats = &mut self.stats;
         let conn = self.conns.entry(h.conn_id).or_insert_with(|| {
@@ -182,12 +182,6 @@ impl Recorder {
         if rec.kind == EventKind::Data {
             self.stats.bytes_moved += h.size;
             self.stats.bytes_kept += rec.payload.len() as u64;
-        }
-        if rec.kind == EventKind::Close {
-            // Later bytes on a socket another process still holds start a
-            // new connection id; keeping every closed connection would grow
-            // without bound on long captures.
-            self.conns.remove(&h.conn_id);
         }
     }
 
@@ -250,64 +244,39 @@ mod tests {
     #[test]
     fn renumbers_connections_densely_and_formats_addresses() {
         let mut r = Recorder::new(WallClock::measure());
-        r.record(&record(
-            EventKind::Accept,
-            (1 << 48) | 5,
-            Direction::Ingress,
-            0,
-            b"",
-        ));
-        r.record(&record(
-            EventKind::Data,
-            (1 << 48) | 5,
-            Direction::Ingress,
-            0,
-            b"GET /",
-        ));
+        r.record(&record(EventKind::Accept, (1 << 48) | 5, Direction::Ingress, 0, b""));
+        r.record(&record(EventKind::Data, (1 << 48) | 5, Direction::Ingress, 0, b"GET /"));
         r.record(&record(EventKind::Data, 9, Direction::Egress, 0, b"x"));
-        r.record(&record(
-            EventKind::Data,
-            (1 << 48) | 5,
-            Direction::Egress,
-            0,
-            b"HTTP/1.1 200 OK",
-        ));
+        r.record(&record(EventKind::Data, (1 << 48) | 5, Direction::Egress, 0, b"HTTP/1.1 200 OK"));
         let batch = r.rows().finish().unwrap();
-        let ids = batch
-            .column_by_name("conn_id")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
+        let ids = batch.column_by_name("conn_id").unwrap().as_primitive::<UInt64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 1, 2, 1]);
-        let local = batch
-            .column_by_name("local_addr")
-            .unwrap()
-            .as_string::<i32>();
-        let remote = batch
-            .column_by_name("remote_addr")
-            .unwrap()
-            .as_string::<i32>();
+        let local = batch.column_by_name("local_addr").unwrap().as_string::<i32>();
+        let remote = batch.column_by_name("remote_addr").unwrap().as_string::<i32>();
         assert_eq!(local.value(1), "127.0.0.1:8080");
         assert_eq!(remote.value(1), "10.1.2.3:40000");
-        let dir = batch
-            .column_by_name("direction")
-            .unwrap()
-            .as_string::<i32>();
+        let dir = batch.column_by_name("direction").unwrap().as_string::<i32>();
         assert!(dir.is_null(0));
         assert_eq!(dir.value(1), "ingress");
         assert_eq!(dir.value(3), "egress");
-        assert_eq!(
-            batch
-                .column_by_name("comm")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "python3"
-        );
+        assert_eq!(batch.column_by_name("comm").unwrap().as_string::<i32>().value(0), "python3");
         let stats = r.stats();
-        assert_eq!(
-            (stats.events, stats.connections, stats.bytes_moved),
-            (4, 2, 21)
-        );
+        assert_eq!((stats.events, stats.connections, stats.bytes_moved), (4, 2, 21));
+    }
+
+    #[test]
+    fn a_close_keeps_the_connection_id_until_the_socket_ends() {
+        let mut r = Recorder::new(WallClock::measure());
+        // A forking server: the parent closes its copy, the child goes on.
+        r.record(&record(EventKind::Accept, 77, Direction::Ingress, 0, b""));
+        r.record(&record(EventKind::Close, 77, Direction::Ingress, 0, b""));
+        r.record(&record(EventKind::Data, 77, Direction::Egress, 0, b"HTTP/1.1 200 OK"));
+        r.record(&record(EventKind::ConnEnd, 77, Direction::Ingress, 0, b""));
+        // The kernel reuses nothing, but a reused id would start a new connection.
+        r.record(&record(EventKind::Data, 77, Direction::Egress, 0, b"x"));
+        let batch = r.rows().finish().unwrap();
+        let ids = batch.column_by_name("conn_id").unwrap().as_primitive::<UInt64Type>();
+        assert_eq!(ids.values().to_vec(), vec![1, 1, 1, 2]);
     }
 
     #[test]
@@ -318,13 +287,7 @@ mod tests {
         rec[32..40].copy_from_slice(&55u64.to_le_bytes());
         r.record(&rec);
         assert!(r.rows().is_empty());
-        assert_eq!(
-            r.take_forks(),
-            vec![Fork {
-                pid: 100,
-                parent: 55
-            }]
-        );
+        assert_eq!(r.take_forks(), vec![Fork { pid: 100, parent: 55, comm: "python3".into() }]);
         assert!(r.take_forks().is_empty());
     }
 
@@ -338,10 +301,8 @@ mod tests {
         assert_eq!((stats.lost, stats.malformed, stats.events), (17, 1, 1));
         let batch = r.rows().finish().unwrap();
         assert_eq!(batch.num_rows(), 1);
-        let kind = batch
-            .column_by_name("kind")
-            .unwrap()
-            .as_dictionary::<arrow_array::types::Int32Type>();
+        let kind =
+            batch.column_by_name("kind").unwrap().as_dictionary::<arrow_array::types::Int32Type>();
         let values = kind.values().as_string::<i32>();
         assert_eq!(values.value(kind.keys().value(0) as usize), "lost");
         assert!(batch.column_by_name("conn_id").unwrap().is_null(0));
@@ -353,10 +314,7 @@ mod tests {
         mapped[10] = 0xff;
         mapped[11] = 0xff;
         mapped[12..].copy_from_slice(&[192, 168, 0, 1]);
-        assert_eq!(
-            socket_addr(AF_INET6, &mapped, 443).as_deref(),
-            Some("192.168.0.1:443")
-        );
+        assert_eq!(socket_addr(AF_INET6, &mapped, 443).as_deref(), Some("192.168.0.1:443"));
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         assert_eq!(socket_addr(AF_INET6, &v6, 80).as_deref(), Some("[::1]:80"));

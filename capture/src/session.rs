@@ -90,11 +90,8 @@ pub async fn run(config: Config) -> Result<Summary> {
         wakeup_bytes: config.ring_buffer_size / 4,
         offsets,
     };
-    let mut probes = Probes::load(
-        &program_config,
-        config.ring_buffer_size,
-        cgroups.iter().any(|c| c.v2),
-    )?;
+    let mut probes =
+        Probes::load(&program_config, config.ring_buffer_size, cgroups.iter().any(|c| c.v2))?;
     // Fork tracking first, so a target forking while we register is seen.
     probes.attach_lifecycle()?;
 
@@ -110,7 +107,8 @@ pub async fn run(config: Config) -> Result<Summary> {
     }
     let clock = WallClock::measure();
     let info = CaptureInfo::new(&config, clock.now_unix_ns());
-    let segments = Segments::create(&segment_dir(&config.output))?;
+    let segment_dir = segment_dir(&config.output);
+    let segments = Segments::create(&segment_dir)?;
     let writer = Writer::spawn(segments, config.output.clone())?;
     let mut session = Session {
         recorder: Recorder::new(clock),
@@ -124,33 +122,43 @@ pub async fn run(config: Config) -> Result<Summary> {
         info,
         clock,
     };
-    session.rescan()?;
-    // Children forked between the /proc scan and registration.
-    let roots: Vec<u32> = session.targets.processes().map(|p| p.pid).collect();
-    for (pid, parent) in local::descendants(&roots) {
-        session.add(Process {
-            pid,
-            comm: local::comm(pid),
-            via: Via::Descendant,
-            parent: Some(parent),
-        })?;
+    let started = session.start();
+    if let Err(e) = started {
+        // Nothing was recorded: leave no empty segment directory behind.
+        let _ = std::fs::remove_dir(&segment_dir);
+        return Err(e);
     }
-
     let events = session.probes.take_events()?;
-    session.probes.attach_syscalls()?;
-    info!(
-        "capturing {} process(es){} into {}",
-        session.targets.len(),
-        match session.config.duration {
-            Some(d) => format!(" for {}", humantime::format_duration(d)),
-            None => " until Ctrl-C".into(),
-        },
-        session.config.output.display()
-    );
     session.capture(events).await
 }
 
 impl Session {
+    /// Registers the processes found at start and begins recording.
+    fn start(&mut self) -> Result<()> {
+        self.rescan()?;
+        // Children forked between the /proc scan and registration.
+        let roots: Vec<u32> = self.targets.processes().map(|p| p.pid).collect();
+        for (pid, parent) in local::descendants(&roots) {
+            self.add(Process {
+                pid,
+                comm: local::comm(pid),
+                via: Via::Descendant,
+                parent: Some(parent),
+            })?;
+        }
+        self.probes.attach_syscalls()?;
+        info!(
+            "capturing {} process(es){} into {}",
+            self.targets.len(),
+            match self.config.duration {
+                Some(d) => format!(" for {}", humantime::format_duration(d)),
+                None => " until Ctrl-C".into(),
+            },
+            self.config.output.display()
+        );
+        Ok(())
+    }
+
     /// Registers a new target process.
     fn add(&mut self, process: Process) -> Result<()> {
         if self.targets.contains(process.pid) {
@@ -161,18 +169,27 @@ impl Session {
         Ok(())
     }
 
-    /// Picks up processes that entered a target cgroup and processes forked
-    /// by targets.
-    fn rescan(&mut self) -> Result<()> {
+    /// Notes processes forked by targets (the kernel already targets them;
+    /// this keeps the list for the metadata).
+    fn note_forks(&mut self) {
         for fork in self.recorder.take_forks() {
-            // The kernel already targets it; this keeps the list for metadata.
+            let comm = match local::comm(fork.pid) {
+                c if c.is_empty() => fork.comm,
+                c => c,
+            };
             self.targets.add(Process {
                 pid: fork.pid,
-                comm: local::comm(fork.pid),
+                comm,
                 via: Via::Fork,
                 parent: Some(fork.parent),
             });
         }
+    }
+
+    /// Picks up processes forked by targets and processes that entered a
+    /// target cgroup.
+    fn rescan(&mut self) -> Result<()> {
+        self.note_forks();
         let mut found = Vec::new();
         for cgroup in &self.cgroups {
             found.extend(cgroup.processes()?);
@@ -181,12 +198,7 @@ impl Session {
             }
         }
         for pid in found {
-            self.add(Process {
-                pid,
-                comm: local::comm(pid),
-                via: Via::Cgroup,
-                parent: None,
-            })?;
+            self.add(Process { pid, comm: local::comm(pid), via: Via::Cgroup, parent: None })?;
         }
         Ok(())
     }
@@ -212,14 +224,9 @@ impl Session {
     }
 
     fn totals(&self) -> Result<Totals> {
-        let mut totals = Totals {
-            lost_events: self.recorder.stats().lost,
-            ..Totals::default()
-        };
+        let mut totals = Totals { lost_events: self.recorder.stats().lost, ..Totals::default() };
         for (slot, count) in KernelError::ALL.iter().zip(self.probes.error_totals()?) {
-            totals
-                .kernel_errors
-                .insert(slot.name().into(), count.into());
+            totals.kernel_errors.insert(slot.name().into(), count.into());
         }
         Ok(totals)
     }
@@ -232,18 +239,9 @@ impl Session {
         if self.writer.failed() {
             anyhow::bail!("the capture file could not be written");
         }
-        let batch = self
-            .recorder
-            .rows()
-            .finish()
-            .context("failed to assemble rows")?;
+        let batch = self.recorder.rows().finish().context("failed to assemble rows")?;
         self.segments_sent += 1;
-        let meta = meta::segment(
-            &self.info,
-            self.segments_sent,
-            &self.targets,
-            &self.totals()?,
-        );
+        let meta = meta::segment(&self.info, self.segments_sent, &self.targets, &self.totals()?);
         self.writer.segment(batch, meta)
     }
 
@@ -260,10 +258,7 @@ impl Session {
         second.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
         let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
-        let deadline = self
-            .config
-            .duration
-            .map(|d| tokio::time::Instant::now() + d);
+        let deadline = self.config.duration.map(|d| tokio::time::Instant::now() + d);
         let end = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -307,13 +302,9 @@ impl Session {
         self.probes.detach_syscalls()?;
         self.drain(ring.get_mut());
         self.account_lost()?;
-        let _ = self.recorder.take_forks();
+        self.note_forks();
         if let Err(e) = result.and_then(|()| self.cut_segment()) {
-            let detail = if self.writer.failed() {
-                Some(self.writer.into_error())
-            } else {
-                None
-            };
+            let detail = if self.writer.failed() { Some(self.writer.into_error()) } else { None };
             let e = match detail {
                 Some(d) => d.context(e.to_string()),
                 None => e,
@@ -330,10 +321,7 @@ impl Session {
             .iter()
             .filter_map(|(k, v)| {
                 let n = v.as_u64().unwrap_or(0);
-                let name = KernelError::ALL
-                    .iter()
-                    .map(|e| e.name())
-                    .find(|name| name == k)?;
+                let name = KernelError::ALL.iter().map(|e| e.name()).find(|name| name == k)?;
                 (n > 0).then_some((name, n))
             })
             .collect();
@@ -347,13 +335,6 @@ impl Session {
                 segment_dir(&output).display()
             )
         })?;
-        Ok(Summary {
-            elapsed,
-            processes,
-            stats,
-            kernel_errors,
-            output,
-            size,
-        })
+        Ok(Summary { elapsed, processes, stats, kernel_errors, output, size })
     }
 }

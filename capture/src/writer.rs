@@ -50,9 +50,7 @@ impl Writer {
     /// Queues a segment. Fails if the writer stopped (its error is reported
     /// by [`Writer::finish`]).
     pub fn segment(&self, batch: RecordBatch, meta: Vec<KeyValue>) -> Result<()> {
-        self.tx
-            .send(Msg::Segment(batch, meta))
-            .map_err(|_| anyhow!("the writer thread stopped"))
+        self.tx.send(Msg::Segment(batch, meta)).map_err(|_| anyhow!("the writer thread stopped"))
     }
 
     /// Whether the thread stopped early (a write failed).
@@ -64,15 +62,12 @@ impl Writer {
     pub fn finish(self, meta: Vec<KeyValue>) -> Result<u64> {
         let sent = self.tx.send(Msg::Finish(meta));
         drop(self.tx);
-        let result = self
-            .thread
-            .join()
-            .map_err(|_| anyhow!("the writer thread panicked"))?;
+        let result = self.thread.join().map_err(|_| anyhow!("the writer thread panicked"))?;
         match (result, sent) {
             (Ok(Some(size)), _) => Ok(size),
-            (Ok(None), _) => Err(anyhow!(
-                "the writer thread stopped before the capture file was written"
-            )),
+            (Ok(None), _) => {
+                Err(anyhow!("the writer thread stopped before the capture file was written"))
+            }
             (Err(e), _) => Err(e),
         }
     }

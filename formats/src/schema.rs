@@ -138,14 +138,8 @@ mod tests {
     fn capture_schema_has_the_contract_columns_with_their_types() {
         let schema = capture_schema();
         let expect: &[(&str, DataType)] = &[
-            (
-                "ts",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-            ),
-            (
-                "kind",
-                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            ),
+            ("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))),
+            ("kind", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
             ("pid", DataType::UInt32),
             ("tid", DataType::UInt32),
             ("comm", DataType::Utf8),
@@ -165,9 +159,7 @@ mod tests {
             ("node", DataType::Utf8),
         ];
         for (name, ty) in expect {
-            let field = schema
-                .field_with_name(name)
-                .unwrap_or_else(|_| panic!("no column {name}"));
+            let field = schema.field_with_name(name).unwrap_or_else(|_| panic!("no column {name}"));
             assert_eq!(field.data_type(), ty, "type of {name}");
         }
     }
@@ -175,18 +167,10 @@ mod tests {
     #[test]
     fn kubernetes_columns_are_nullable() {
         let schema = capture_schema();
-        for name in [
-            col::NAMESPACE,
-            col::POD,
-            col::POD_UID,
-            col::CONTAINER,
-            col::CONTAINER_ID,
-            col::NODE,
-        ] {
-            assert!(
-                schema.field_with_name(name).unwrap().is_nullable(),
-                "{name}"
-            );
+        for name in
+            [col::NAMESPACE, col::POD, col::POD_UID, col::CONTAINER, col::CONTAINER_ID, col::NODE]
+        {
+            assert!(schema.field_with_name(name).unwrap().is_nullable(), "{name}");
         }
         assert!(!schema.field_with_name(col::TS).unwrap().is_nullable());
         assert!(!schema.field_with_name(col::SIZE).unwrap().is_nullable());

@@ -42,14 +42,8 @@ impl core::fmt::Display for ParseError {
             Self::Short { len } => write!(f, "record of {len} bytes is shorter than a header"),
             Self::UnknownKind { kind } => write!(f, "unknown event kind {kind}"),
             Self::BadDirection { direction } => write!(f, "invalid direction {direction}"),
-            Self::PayloadOverrun {
-                captured,
-                available,
-            } => {
-                write!(
-                    f,
-                    "header promises {captured} payload bytes, record holds {available}"
-                )
+            Self::PayloadOverrun { captured, available } => {
+                write!(f, "header promises {captured} payload bytes, record holds {available}")
             }
         }
     }
@@ -84,12 +78,7 @@ impl<'a> Record<'a> {
                 available: rest.len(),
             });
         }
-        Ok(Self {
-            kind,
-            direction,
-            header,
-            payload: &rest[..captured],
-        })
+        Ok(Self { kind, direction, header, payload: &rest[..captured] })
     }
 }
 
@@ -148,14 +137,8 @@ mod tests {
 
     #[test]
     fn rejects_short_unknown_and_overrunning_records() {
-        assert_eq!(
-            Record::parse(&[0u8; 10]),
-            Err(ParseError::Short { len: 10 })
-        );
-        assert_eq!(
-            Record::parse(&record(77, 0, b"x")),
-            Err(ParseError::UnknownKind { kind: 77 })
-        );
+        assert_eq!(Record::parse(&[0u8; 10]), Err(ParseError::Short { len: 10 }));
+        assert_eq!(Record::parse(&record(77, 0, b"x")), Err(ParseError::UnknownKind { kind: 77 }));
         assert_eq!(
             Record::parse(&record(1, 9, b"x")),
             Err(ParseError::BadDirection { direction: 9 })
@@ -164,10 +147,7 @@ mod tests {
         bytes.truncate(EVENT_HEADER_LEN + 1);
         assert_eq!(
             Record::parse(&bytes),
-            Err(ParseError::PayloadOverrun {
-                captured: 3,
-                available: 1
-            })
+            Err(ParseError::PayloadOverrun { captured: 3, available: 1 })
         );
     }
 }

@@ -39,6 +39,9 @@ pub enum EventKind {
     /// child, `size` the parent's pid. Not written as a row: it keeps the
     /// loader's process list (and pod identity) current.
     Fork = 5,
+    /// The kernel closed a tracked socket for good (TCP_CLOSE). Not written
+    /// as a row: it lets the loader forget the connection.
+    ConnEnd = 6,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -51,6 +54,7 @@ impl TryFrom<u32> for EventKind {
             3 => Ok(Self::Accept),
             4 => Ok(Self::Close),
             5 => Ok(Self::Fork),
+            6 => Ok(Self::ConnEnd),
             other => Err(other),
         }
     }
@@ -216,11 +220,7 @@ const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 8 + 24 * 4);
 
 impl CaptureConfig {
     /// The compiled-in placeholder, replaced at load time.
-    pub const ZERO: Self = Self {
-        max_payload: 0,
-        wakeup_bytes: 0,
-        offsets: KernelOffsets::ZERO,
-    };
+    pub const ZERO: Self = Self { max_payload: 0, wakeup_bytes: 0, offsets: KernelOffsets::ZERO };
 }
 
 /// Slots of the per-CPU error counter map. Each slot counts one way an event or
@@ -245,13 +245,8 @@ pub const KERNEL_ERROR_SLOTS: u32 = 5;
 
 impl KernelError {
     /// All slots, in map order.
-    pub const ALL: [KernelError; KERNEL_ERROR_SLOTS as usize] = [
-        Self::RingFull,
-        Self::PayloadFault,
-        Self::ConnsFull,
-        Self::TargetsFull,
-        Self::IovLimit,
-    ];
+    pub const ALL: [KernelError; KERNEL_ERROR_SLOTS as usize] =
+        [Self::RingFull, Self::PayloadFault, Self::ConnsFull, Self::TargetsFull, Self::IovLimit];
 
     /// Stable name used in metadata and summaries.
     pub const fn name(self) -> &'static str {
@@ -301,6 +296,7 @@ mod tests {
             EventKind::Accept,
             EventKind::Close,
             EventKind::Fork,
+            EventKind::ConnEnd,
         ] {
             assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
         }

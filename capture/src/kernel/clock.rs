@@ -33,9 +33,7 @@ impl WallClock {
                 best = Some((width, offset));
             }
         }
-        Self {
-            offset_ns: best.map_or(0, |(_, o)| o),
-        }
+        Self { offset_ns: best.map_or(0, |(_, o)| o) }
     }
 
     /// Wall-clock nanoseconds since the Unix epoch of a monotonic timestamp.
@@ -57,15 +55,10 @@ mod tests {
     fn converted_monotonic_now_matches_the_system_clock() {
         let clock = WallClock::measure();
         let mono = now_ns(ClockId::CLOCK_MONOTONIC) as u64;
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i64;
+        let real =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as i64;
         let converted = clock.to_unix_ns(mono);
-        assert!(
-            (converted - real).abs() < 5_000_000,
-            "off by {} ns",
-            converted - real
-        );
+        assert!((converted - real).abs() < 5_000_000, "off by {} ns", converted - real);
     }
 }

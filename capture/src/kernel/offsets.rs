@@ -30,11 +30,7 @@ pub enum OffsetError {
     #[error("kernel BTF has no field `{path}`")]
     MissingField { path: String },
     #[error("kernel field `{path}` is {size} bytes, podtap expects {expected}")]
-    UnexpectedSize {
-        path: String,
-        size: usize,
-        expected: usize,
-    },
+    UnexpectedSize { path: String, size: usize, expected: usize },
     #[error("kernel field `{path}` is a bitfield, podtap expects a plain field")]
     Bitfield { path: String },
 }
@@ -80,11 +76,7 @@ impl Resolver {
             Type::Enum(e) => e.size(),
             Type::Enum64(e) => e.size(),
             Type::Array(a) => {
-                let elem = self
-                    .btf
-                    .resolve_chained_type(&a)
-                    .map(|t| self.size_of(&t))
-                    .unwrap_or(0);
+                let elem = self.btf.resolve_chained_type(&a).map(|t| self.size_of(&t)).unwrap_or(0);
                 elem * a.len()
             }
             _ => 0,
@@ -92,21 +84,17 @@ impl Resolver {
     }
 
     fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, OffsetError> {
-        let types =
-            self.btf
-                .resolve_types_by_name(name)
-                .map_err(|_| OffsetError::MissingStruct {
-                    name: name.to_string(),
-                })?;
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| OffsetError::MissingStruct { name: name.to_string() })?;
         types
             .into_iter()
             .find_map(|t| match t {
                 Type::Struct(s) if s.size() > 0 => Some(s),
                 _ => None,
             })
-            .ok_or_else(|| OffsetError::MissingStruct {
-                name: name.to_string(),
-            })
+            .ok_or_else(|| OffsetError::MissingStruct { name: name.to_string() })
     }
 
     /// Finds `name` among the members of `st`, descending into anonymous
@@ -148,11 +136,7 @@ impl Resolver {
             let (off, bits, ty) = self.member(&st, part, 0).ok_or_else(missing)?;
             bit_offset += off;
             if parts.peek().is_none() {
-                return Ok(Location {
-                    bit_offset,
-                    bitfield: bits,
-                    size: self.size_of(&ty),
-                });
+                return Ok(Location { bit_offset, bitfield: bits, size: self.size_of(&ty) });
             }
             st = match self.concrete(ty) {
                 Type::Struct(s) | Type::Union(s) => s,
@@ -182,10 +166,8 @@ impl Resolver {
 
 /// Reads the offsets from the kernel's BTF file.
 pub fn from_btf_file(path: &Path) -> Result<KernelOffsets, OffsetError> {
-    let btf = Btf::from_file(path).map_err(|source| OffsetError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let btf = Btf::from_file(path)
+        .map_err(|source| OffsetError::Read { path: path.display().to_string(), source })?;
     resolve(&Resolver { btf })
 }
 
@@ -201,16 +183,8 @@ fn resolve(r: &Resolver) -> Result<KernelOffsets, OffsetError> {
     // aligned 32-bit unit that contains it and shift.
     let proto = r.locate("sock", "sk_protocol")?;
     let (unit, shift, mask) = match proto.bitfield {
-        None => (
-            proto.bit_offset / 32 * 4,
-            proto.bit_offset % 32,
-            (1u64 << (proto.size * 8)) - 1,
-        ),
-        Some(bits) => (
-            proto.bit_offset / 32 * 4,
-            proto.bit_offset % 32,
-            (1u64 << bits) - 1,
-        ),
+        None => (proto.bit_offset / 32 * 4, proto.bit_offset % 32, (1u64 << (proto.size * 8)) - 1),
+        Some(bits) => (proto.bit_offset / 32 * 4, proto.bit_offset % 32, (1u64 << bits) - 1),
     };
     if shift as u64 + mask.count_ones() as u64 > 32 {
         return Err(OffsetError::UnexpectedSize {
@@ -286,27 +260,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_structs_are_named_in_the_error() {
-        let r = Resolver {
-            btf: Btf::from_file(VMLINUX_BTF).unwrap(),
-        };
+        let r = Resolver { btf: Btf::from_file(VMLINUX_BTF).unwrap() };
         let err = r.offset("task_struct", "no_such_field", 8).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "kernel BTF has no field `task_struct.no_such_field`"
-        );
+        assert_eq!(err.to_string(), "kernel BTF has no field `task_struct.no_such_field`");
         let err = r.offset("no_such_struct", "x", 8).unwrap_err();
         assert_eq!(err.to_string(), "kernel BTF has no struct `no_such_struct`");
         let err = r.offset("task_struct", "pid", 8).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                OffsetError::UnexpectedSize {
-                    size: 4,
-                    expected: 8,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, OffsetError::UnexpectedSize { size: 4, expected: 8, .. }), "{err}");
     }
 }

@@ -46,10 +46,7 @@ pub fn check_btf() -> Result<()> {
 
 /// Makes sure tracefs is mounted: tracepoints are attached through it.
 pub fn ensure_tracefs() -> Result<()> {
-    for dir in [
-        "/sys/kernel/tracing/events",
-        "/sys/kernel/debug/tracing/events",
-    ] {
+    for dir in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
         if Path::new(dir).is_dir() {
             return Ok(());
         }

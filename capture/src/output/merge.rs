@@ -36,29 +36,17 @@ pub fn merge(segments: Segments, output: &Path, metadata: Vec<KeyValue>) -> Resu
         for batch in reader {
             let batch =
                 batch.with_context(|| format!("failed to decode segment `{}`", path.display()))?;
-            writer
-                .write(&batch)
-                .context("failed to write the capture file")?;
+            writer.write(&batch).context("failed to write the capture file")?;
         }
     }
-    let file = writer
-        .into_inner()
-        .context("failed to finish the capture file")?;
-    file.sync_all()
-        .with_context(|| format!("failed to sync `{}`", tmp.display()))?;
+    let file = writer.into_inner().context("failed to finish the capture file")?;
+    file.sync_all().with_context(|| format!("failed to sync `{}`", tmp.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     fs::rename(&tmp, output).with_context(|| {
-        format!(
-            "failed to rename `{}` to `{}`",
-            tmp.display(),
-            output.display()
-        )
+        format!("failed to rename `{}` to `{}`", tmp.display(), output.display())
     })?;
     fs::remove_dir_all(segments.dir()).with_context(|| {
-        format!(
-            "failed to remove segment directory `{}`",
-            segments.dir().display()
-        )
+        format!("failed to remove segment directory `{}`", segments.dir().display())
     })?;
     Ok(size)
 }

@@ -24,10 +24,7 @@ impl CaptureInfo {
     pub fn new(config: &Config, start_unix_ns: i64) -> Self {
         let uname = nix::sys::utsname::uname().ok();
         let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-            uname
-                .as_ref()
-                .map(|u| f(u).to_string_lossy().into_owned())
-                .unwrap_or_default()
+            uname.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
         };
         Self {
             host: field(|u| u.nodename()),
@@ -116,9 +113,6 @@ mod tests {
 
     #[test]
     fn rfc3339_keeps_nanoseconds() {
-        assert_eq!(
-            rfc3339(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456789Z"
-        );
+        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
     }
 }

@@ -15,10 +15,5 @@ use std::{fs, io, os::unix::fs::OpenOptionsExt, path::Path};
 /// Creates (or truncates) a file readable by its owner only: captures hold
 /// whatever the targets sent, credentials included.
 pub fn create_private(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
 }

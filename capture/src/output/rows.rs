@@ -110,11 +110,6 @@ impl RowBuffer {
         }
     }
 
-    /// Rows buffered.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
@@ -208,35 +203,18 @@ mod tests {
             remote_addr: Some("127.0.0.1:5555"),
             ..Row::default()
         });
-        buf.push(&Row {
-            ts_ns: 1,
-            kind: "lost",
-            size: 3,
-            cpu: Some(1),
-            ..Row::default()
-        });
-        assert_eq!(buf.len(), 2);
+        buf.push(&Row { ts_ns: 1, kind: "lost", size: 3, cpu: Some(1), ..Row::default() });
         assert_eq!(buf.payload_bytes(), 5);
         let batch = buf.finish().unwrap();
         assert!(buf.is_empty());
         assert_eq!(batch.schema(), capture_schema());
         assert_eq!(batch.num_rows(), 2);
-        let size = batch
-            .column_by_name("size")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
+        let size = batch.column_by_name("size").unwrap().as_primitive::<UInt64Type>();
         assert_eq!(size.values().to_vec(), vec![5, 3]);
         let payload = batch.column_by_name("payload").unwrap().as_binary::<i32>();
         assert_eq!(payload.value(0), b"hello");
         assert!(payload.is_null(1));
-        for col in [
-            "namespace",
-            "pod",
-            "pod_uid",
-            "container",
-            "container_id",
-            "node",
-        ] {
+        for col in ["namespace", "pod", "pod_uid", "container", "container_id", "node"] {
             assert_eq!(batch.column_by_name(col).unwrap().null_count(), 2, "{col}");
         }
     }
@@ -249,28 +227,10 @@ mod tests {
             pod: Some("httpserver".into()),
             ..Identity::default()
         };
-        buf.push(&Row {
-            kind: "close",
-            identity: Some(&id),
-            ..Row::default()
-        });
+        buf.push(&Row { kind: "close", identity: Some(&id), ..Row::default() });
         let batch = buf.finish().unwrap();
-        assert_eq!(
-            batch
-                .column_by_name("namespace")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "wyw"
-        );
-        assert_eq!(
-            batch
-                .column_by_name("pod")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "httpserver"
-        );
+        assert_eq!(batch.column_by_name("namespace").unwrap().as_string::<i32>().value(0), "wyw");
+        assert_eq!(batch.column_by_name("pod").unwrap().as_string::<i32>().value(0), "httpserver");
         assert!(batch.column_by_name("node").unwrap().is_null(0));
     }
 }

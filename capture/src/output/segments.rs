@@ -44,10 +44,7 @@ impl Segments {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("failed to create segment directory `{}`", dir.display()))?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            written: Vec::new(),
-        })
+        Ok(Self { dir: dir.to_path_buf(), written: Vec::new() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -73,14 +70,9 @@ impl Segments {
             .with_context(|| format!("failed to create `{}`", tmp.display()))?;
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties(metadata)))
             .context("failed to start a Parquet segment")?;
-        writer
-            .write(batch)
-            .context("failed to encode a Parquet segment")?;
-        let file = writer
-            .into_inner()
-            .context("failed to finish a Parquet segment")?;
-        file.sync_all()
-            .with_context(|| format!("failed to sync `{}`", tmp.display()))?;
+        writer.write(batch).context("failed to encode a Parquet segment")?;
+        let file = writer.into_inner().context("failed to finish a Parquet segment")?;
+        file.sync_all().with_context(|| format!("failed to sync `{}`", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("failed to rename `{}`", tmp.display()))?;
         self.written.push(path);
         Ok(())

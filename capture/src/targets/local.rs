@@ -74,11 +74,7 @@ fn parents() -> HashMap<u32, u32> {
         return map;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if let Ok(stat) = fs::read_to_string(entry.path().join("stat")) {
@@ -124,20 +120,10 @@ pub fn pid_targets(pids: &[u32]) -> Result<Vec<Process>, TargetError> {
     }
     let mut out: Vec<Process> = roots
         .iter()
-        .map(|&pid| Process {
-            pid,
-            comm: comm(pid),
-            via: Via::Pid,
-            parent: None,
-        })
+        .map(|&pid| Process { pid, comm: comm(pid), via: Via::Pid, parent: None })
         .collect();
     for (pid, parent) in descendants(&roots) {
-        out.push(Process {
-            pid,
-            comm: comm(pid),
-            via: Via::Descendant,
-            parent: Some(parent),
-        });
+        out.push(Process { pid, comm: comm(pid), via: Via::Descendant, parent: Some(parent) });
     }
     Ok(out)
 }
@@ -154,17 +140,12 @@ pub struct CgroupTarget {
 impl CgroupTarget {
     pub fn open(path: &Path) -> Result<Self, TargetError> {
         if !path.join("cgroup.procs").is_file() {
-            return Err(TargetError::NotACgroup {
-                path: path.to_path_buf(),
-            });
+            return Err(TargetError::NotACgroup { path: path.to_path_buf() });
         }
         let v2 = nix::sys::statfs::statfs(path)
             .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
-        Ok(Self {
-            path: path.to_path_buf(),
-            v2,
-        })
+        Ok(Self { path: path.to_path_buf(), v2 })
     }
 
     /// The directory and all its sub-cgroups.
@@ -207,11 +188,7 @@ impl CgroupTarget {
         if !self.v2 {
             return Vec::new();
         }
-        self.tree()
-            .iter()
-            .filter_map(|d| fs::metadata(d).ok())
-            .map(|m| m.ino())
-            .collect()
+        self.tree().iter().filter_map(|d| fs::metadata(d).ok()).map(|m| m.ino()).collect()
     }
 }
 
@@ -230,10 +207,7 @@ mod tests {
         let me = std::process::id();
         assert_eq!(resolve_pid(me).unwrap(), me);
         let err = resolve_pid(u32::MAX - 1).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("no such process: pid {}", u32::MAX - 1)
-        );
+        assert_eq!(err.to_string(), format!("no such process: pid {}", u32::MAX - 1));
     }
 
     #[test]
@@ -250,10 +224,8 @@ mod tests {
 
     #[test]
     fn finds_children_and_grandchildren() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 5 & wait"])
-            .spawn()
-            .unwrap();
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "sleep 5 & wait"]).spawn().unwrap();
         let sh = child.id();
         // Give the shell a moment to fork its sleep.
         let mut found = Vec::new();
@@ -267,19 +239,13 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(found.contains(&(sh, std::process::id())), "{found:?}");
-        assert!(
-            found.iter().any(|&(_, parent)| parent == sh),
-            "grandchild missing: {found:?}"
-        );
+        assert!(found.iter().any(|&(_, parent)| parent == sh), "grandchild missing: {found:?}");
     }
 
     #[test]
     fn a_plain_directory_is_not_a_cgroup() {
         let dir = tempfile::tempdir().unwrap();
         let err = CgroupTarget::open(dir.path()).unwrap_err();
-        assert!(
-            err.to_string().starts_with("not a cgroup directory"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("not a cgroup directory"), "{err}");
     }
 }

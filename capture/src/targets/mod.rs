@@ -62,10 +62,7 @@ impl TargetSet {
 
     /// Processes that are still running.
     pub fn alive(&self) -> usize {
-        self.processes
-            .keys()
-            .filter(|pid| local::is_alive(**pid))
-            .count()
+        self.processes.keys().filter(|pid| local::is_alive(**pid)).count()
     }
 
     pub fn processes(&self) -> impl Iterator<Item = &Process> {

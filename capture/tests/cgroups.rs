@@ -1,0 +1,135 @@
+//! `--cgroup`: every process of a cgroup directory, on the cgroup v2 hierarchy
+//! (matched in the kernel by cgroup id) and on a v1 hierarchy (matched through
+//! cgroup.procs rescans), including processes that join after the start.
+
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use common::*;
+
+/// A cgroup made for one test, emptied and removed afterwards.
+struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    fn new(hierarchy: &Path, name: &str) -> Self {
+        let path = hierarchy.join(format!("podtap-test-{}-{name}", std::process::id()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
+    fn add(&self, pid: u32) {
+        fs::write(self.path.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let parent = self.path.parent().unwrap().join("cgroup.procs");
+        if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = fs::write(&parent, pid);
+            }
+        }
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Mount point of a hierarchy from /proc/mounts: `cgroup2`, or the v1
+/// hierarchy carrying `option`.
+fn mount_of(fstype: &str, option: Option<&str>) -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    mounts.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ok = f.get(2) == Some(&fstype)
+            && option.is_none_or(|o| f.get(3).is_some_and(|opts| opts.split(',').any(|x| x == o)));
+        ok.then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// A v1 hierarchy to create cgroups in: the pids controller if mounted, else
+/// a named hierarchy mounted for the tests.
+fn v1_hierarchy() -> PathBuf {
+    if let Some(path) = mount_of("cgroup", Some("pids")) {
+        return path;
+    }
+    if let Some(path) = mount_of("cgroup", Some("name=podtaptest")) {
+        return path;
+    }
+    let path = PathBuf::from("/run/podtap-test-cgroup-v1");
+    fs::create_dir_all(&path).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "cgroup", "-o", "none,name=podtaptest", "cgroup"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a named v1 hierarchy failed");
+    path
+}
+
+fn traffic(port: u16) -> u16 {
+    let (client, local) = Peer::client(port, &["GET /bytes/500", "GET /"]);
+    client.finish();
+    local
+}
+
+fn check(hierarchy: PathBuf, name: &str, settle: Duration) {
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let cg = TestCgroup::new(&hierarchy, name);
+    let (early, early_port) = Peer::server(&[]);
+    cg.add(early.pid());
+    let (_outside, outside_port) = Peer::server(&[]);
+    let cap = Capture::start(&["--cgroup", cg.path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    // A process that joins the cgroup while the capture runs.
+    let (late, late_port) = Peer::server(&[]);
+    cg.add(late.pid());
+    std::thread::sleep(settle);
+    let early_client = traffic(early_port);
+    let late_client = traffic(late_port);
+    let outside_client = traffic(outside_port);
+    let done = cap.stop();
+    assert!(done.status.success(), "{}", done.stderr);
+
+    let file = read_capture(&out);
+    for (server, client) in [(&early, early_client), (&late, late_client)] {
+        let conn = file.conn_with_port(client).expect("a cgroup member's connection was captured");
+        let (egress, holes) = file.stream(conn, "egress");
+        assert!(holes.is_empty());
+        assert!(egress.starts_with(b"HTTP/1.1 200 OK"));
+        assert!(file.chunks(conn, "egress").iter().all(|r| r.pid == Some(server.pid())));
+    }
+    assert_eq!(
+        file.conn_with_port(outside_client),
+        None,
+        "a process outside the cgroup was captured"
+    );
+    let targets = &file.meta["podtap.targets"];
+    assert!(targets.contains(&format!("\"pid\":{},\"via\":\"cgroup\"", early.pid())), "{targets}");
+}
+
+#[test]
+fn cgroup_v2_members_and_late_joiners_are_captured() {
+    require_root();
+    let hierarchy = mount_of("cgroup2", None).expect("a cgroup2 hierarchy is mounted");
+    // Matched in the kernel by cgroup id: no wait needed for the late joiner.
+    check(hierarchy, "v2", Duration::from_millis(0));
+}
+
+#[test]
+fn cgroup_v1_members_and_late_joiners_are_captured() {
+    require_root();
+    // Matched by cgroup.procs rescans, once a second.
+    check(v1_hierarchy(), "v1", Duration::from_millis(1500));
+}

@@ -1,0 +1,342 @@
+//! End-to-end: real eBPF programs attached to real HTTP/1.1 servers and
+//! clients, the capture file read back and compared, byte for byte, with
+//! what the client itself logged.
+
+mod common;
+
+use std::{fs, os::unix::fs::PermissionsExt, time::Duration};
+
+use common::*;
+
+/// Requests on one keep-alive connection, including bodies that span many
+/// events in both directions (16 KiB writes; a 300 kB response, a 50 kB upload).
+const REQUESTS: &[&str] = &[
+    "GET /",
+    "GET /bytes/300000",
+    "POST /echo 50000",
+    "GET /chunked/40000",
+    "GET /status/503",
+    "GET /bytes/10",
+];
+
+#[test]
+fn keep_alive_streams_are_recorded_byte_for_byte() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let log = dir.path().join("client");
+    let (server, port) = Peer::server(&[]);
+    let cap = Capture::start(&[
+        "--pid",
+        &server.pid().to_string(),
+        "--max-payload",
+        "65536",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+
+    let mut args = vec!["--log", log.to_str().unwrap()];
+    args.extend_from_slice(REQUESTS);
+    let (client, local_port) = Peer::client(port, &args);
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    assert!(done.stderr.contains("wrote"), "no summary: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let (sent, recv, _) = client_log(&log);
+    let conn = file.conn_with_port(local_port).expect("the client's connection was captured");
+
+    let (ingress, holes_in) = file.stream(conn, "ingress");
+    let (egress, holes_out) = file.stream(conn, "egress");
+    assert!(holes_in.is_empty() && holes_out.is_empty(), "holes: {holes_in:?} {holes_out:?}");
+    assert_eq!(ingress.len(), sent.len());
+    assert!(ingress == sent, "ingress differs from what the client sent");
+    assert_eq!(egress.len(), recv.len());
+    assert!(egress == recv, "egress differs from what the client received");
+
+    // Large bodies really were spread over several events.
+    let egress_events = file.chunks(conn, "egress").len();
+    let ingress_events = file.chunks(conn, "ingress").len();
+    assert!(egress_events > 20, "{egress_events} egress events");
+    assert!(ingress_events > 1, "{ingress_events} ingress events");
+    for r in file.chunks(conn, "egress") {
+        assert_eq!(r.payload.as_ref().unwrap().len() as u64, r.size, "payload kept in full");
+        assert_eq!(r.pid, Some(server.pid()));
+        assert_eq!(r.comm.as_deref(), Some("python3"));
+        assert_eq!(r.local_addr.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
+        assert_eq!(r.remote_addr.as_deref(), Some(format!("127.0.0.1:{local_port}").as_str()));
+        assert!(r.k8s.iter().all(Option::is_none), "kubernetes columns are null for local targets");
+    }
+    // The server accepted this connection during the capture.
+    assert!(file.rows.iter().any(|r| r.kind == "accept" && r.conn_id == Some(conn)));
+
+    // Wall-clock timestamps, inside the capture window of the metadata.
+    let start = file.meta["podtap.start"].clone();
+    let end = file.meta["podtap.end"].clone();
+    let start =
+        humantime::parse_rfc3339(&start).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let end =
+        humantime::parse_rfc3339(&end).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+    for r in &file.rows {
+        let ts = Duration::from_nanos(r.ts as u64);
+        assert!(ts >= start && ts <= end, "ts {ts:?} outside {start:?}..{end:?}");
+    }
+
+    // Metadata of SPEC §3.
+    for key in [
+        "podtap.schema_version",
+        "podtap.version",
+        "podtap.host",
+        "podtap.kernel",
+        "podtap.targets",
+        "podtap.options",
+    ] {
+        assert!(file.meta.contains_key(key), "metadata lacks {key}");
+    }
+    assert_eq!(file.meta["podtap.file_kind"], "capture");
+    assert_eq!(file.meta["podtap.state"], "complete");
+    assert_eq!(file.meta["podtap.lost_events"], "0");
+    assert!(file.meta["podtap.targets"].contains(&format!("\"pid\":{}", server.pid())));
+
+    // Private file, segments merged and gone.
+    let mode = fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!dir.path().join("run.parquet.d").exists());
+}
+
+#[test]
+fn a_connection_opened_before_the_capture_is_captured_from_then_on() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let log = dir.path().join("client");
+    let (server, port) = Peer::server(&[]);
+    // Two requests before the capture, three after; the server's handler
+    // thread sits blocked in read() on this connection when the capture starts.
+    let (mut client, local_port) = Peer::client(
+        port,
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--pause-after",
+            "2",
+            "--repeat",
+            "1",
+            "GET /bytes/1000",
+            "GET /",
+            "GET /bytes/70000",
+            "POST /echo 3000",
+            "GET /",
+        ],
+    );
+    client.expect_line("paused");
+    std::thread::sleep(Duration::from_millis(200));
+    let cap = Capture::start(&[
+        "--pid",
+        &server.pid().to_string(),
+        "--max-payload",
+        "65536",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    client.resume();
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let (sent, recv, marks) = client_log(&log);
+    let sent_after = &sent[marks["sent_before_pause"].as_u64().unwrap() as usize..];
+    let recv_after = &recv[marks["recv_before_pause"].as_u64().unwrap() as usize..];
+    let conn = file.conn_with_port(local_port).expect("the pre-existing connection was captured");
+    assert!(
+        !file
+            .rows
+            .iter()
+            .any(|r| r.conn_id == Some(conn) && (r.kind == "accept" || r.kind == "connect")),
+        "a connection opened before the capture has no accept row"
+    );
+    let (ingress, holes_in) = file.stream(conn, "ingress");
+    let (egress, holes_out) = file.stream(conn, "egress");
+    assert!(holes_in.is_empty() && holes_out.is_empty(), "holes: {holes_in:?} {holes_out:?}");
+    assert!(
+        ingress == sent_after,
+        "ingress: {} bytes, client sent {} after the start",
+        ingress.len(),
+        sent_after.len()
+    );
+    assert!(
+        egress == recv_after,
+        "egress: {} bytes, client got {} after the start",
+        egress.len(),
+        recv_after.len()
+    );
+    assert!(ingress.starts_with(b"GET /bytes/70000 HTTP/1.1\r\n"));
+}
+
+#[test]
+fn children_forked_after_the_start_are_captured_and_other_processes_are_not() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let (forking, port) = Peer::server(&["--mode", "forking"]);
+    let (bystander, other_port) = Peer::server(&[]);
+    let cap = Capture::start(&["--pid", &forking.pid().to_string(), "-o", out.to_str().unwrap()]);
+
+    let (client, local_port) = Peer::client(port, &["GET /bytes/2000", "GET /"]);
+    client.finish();
+    let (client, other_local) = Peer::client(other_port, &["GET /bytes/2000", "GET /"]);
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let conn = file.conn_with_port(local_port).expect("the forked child's connection was captured");
+    let handlers: Vec<u32> = file.chunks(conn, "egress").iter().filter_map(|r| r.pid).collect();
+    assert!(!handlers.is_empty());
+    assert!(handlers.iter().all(|&pid| pid != forking.pid()), "responses come from a forked child");
+    let (egress, holes) = file.stream(conn, "egress");
+    assert!(holes.is_empty());
+    assert!(egress.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(
+        file.meta["podtap.targets"].contains("\"via\":\"fork\""),
+        "{}",
+        file.meta["podtap.targets"]
+    );
+
+    assert_eq!(file.conn_with_port(other_port), None, "the bystander server was captured");
+    assert_eq!(file.conn_with_port(other_local), None);
+    assert!(file.rows.iter().all(|r| r.pid != Some(bystander.pid())));
+}
+
+#[test]
+fn max_payload_keeps_the_true_size_and_the_first_bytes() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let log = dir.path().join("client");
+    let (server, port) = Peer::server(&[]);
+    let cap = Capture::start(&[
+        "--pid",
+        &server.pid().to_string(),
+        "--max-payload",
+        "64",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (client, local_port) = Peer::client(
+        port,
+        &["--log", log.to_str().unwrap(), "GET /bytes/50000", "POST /echo 20000"],
+    );
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let (sent, recv, _) = client_log(&log);
+    let conn = file.conn_with_port(local_port).unwrap();
+    for (direction, truth) in [("egress", &recv), ("ingress", &sent)] {
+        let chunks = file.chunks(conn, direction);
+        assert!(
+            chunks.iter().any(|r| r.size > 64),
+            "{direction}: some event is larger than 64 bytes"
+        );
+        let mut total = 0;
+        for r in chunks {
+            let payload = r.payload.as_ref().unwrap();
+            let seq = r.seq.unwrap() as usize;
+            assert_eq!(payload.len() as u64, r.size.min(64), "{direction} at {seq}");
+            assert_eq!(
+                payload.as_slice(),
+                &truth[seq..seq + payload.len()],
+                "{direction} at {seq}"
+            );
+            total += r.size;
+        }
+        assert_eq!(total, truth.len() as u64, "{direction}: sizes add up to the true length");
+    }
+}
+
+#[test]
+fn moderate_load_loses_nothing() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let (server, port) = Peer::server(&[]);
+    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(Peer::client(port, &["--repeat", "300", "GET /bytes/3000", "POST /echo 500"]));
+    }
+    let ports: Vec<u16> = clients.iter().map(|(_, p)| *p).collect();
+    for (client, _) in clients {
+        client.finish();
+    }
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    assert_eq!(file.lost_total(), 0);
+    assert_eq!(file.meta["podtap.lost_events"], "0");
+    for port in ports {
+        let conn = file.conn_with_port(port).unwrap();
+        let (ingress, holes) = file.stream(conn, "ingress");
+        assert!(holes.is_empty(), "holes {holes:?}");
+        // 600 requests: 300 GETs and 300 POSTs with 500-byte bodies.
+        assert_eq!(ingress.windows(4).filter(|w| w == b"GET ").count(), 300);
+        assert_eq!(ingress.windows(5).filter(|w| w == b"POST ").count(), 300);
+        let (egress, holes) = file.stream(conn, "egress");
+        assert!(holes.is_empty(), "holes {holes:?}");
+        assert_eq!(egress.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count(), 600);
+    }
+}
+
+#[test]
+fn a_tiny_ring_buffer_loses_events_and_says_so() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let log = dir.path().join("client");
+    let (server, port) = Peer::server(&[]);
+    // One page of ring buffer cannot hold a 16 KiB event.
+    let cap = Capture::start(&[
+        "--pid",
+        &server.pid().to_string(),
+        "--ring-buffer-size",
+        "4096",
+        "--max-payload",
+        "16384",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (client, local_port) = Peer::client(
+        port,
+        &["--log", log.to_str().unwrap(), "--repeat", "20", "GET /bytes/100000", "GET /"],
+    );
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let lost = file.lost_total();
+    assert!(lost > 0, "no lost rows");
+    assert_eq!(file.meta["podtap.lost_events"], lost.to_string());
+    assert!(file
+        .rows
+        .iter()
+        .filter(|r| r.kind == "lost")
+        .all(|r| r.cpu.is_some() && r.conn_id.is_none()));
+    assert!(done.stderr.contains(&format!("{lost} lost")), "summary: {}", done.stderr);
+
+    // What was kept is still right, and what was lost is a visible hole.
+    let (_, recv, _) = client_log(&log);
+    let conn = file.conn_with_port(local_port).unwrap();
+    let (_, holes) = file.stream(conn, "egress");
+    assert!(!holes.is_empty(), "lost events show up as holes in seq");
+    for r in file.chunks(conn, "egress") {
+        let seq = r.seq.unwrap() as usize;
+        let payload = r.payload.as_ref().unwrap();
+        assert_eq!(payload.as_slice(), &recv[seq..seq + payload.len()]);
+    }
+}

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Real HTTP/1.1 peers for podtap's tests, demo and benchmarks.
+
+    http1.py server [--mode threading|forking] [--port 0] [--chunk BYTES]
+        Prints "port N" once listening. Routes:
+          GET  /bytes/N       N bytes of a fixed pattern, written CHUNK bytes at a time
+          GET  /chunked/N     the same bytes with Transfer-Encoding: chunked
+          GET  /status/CODE   an empty-bodied response with that status
+          POST /echo          the request body back
+          anything else       "hello\\n"
+        Connections are kept alive (HTTP/1.1).
+
+    http1.py client --port N [--log DIR] [--pause-after K] [--repeat R] SPEC...
+        One keep-alive connection; SPEC is "GET /path" or "POST /path BYTES".
+        Prints "local PORT" after connecting, "paused" before request K (then
+        waits for a line on stdin), and "done" at the end. With --log, writes
+        every byte sent (sent.bin) and received (recv.bin), and marks.json with
+        how many of them came before the pause.
+"""
+import argparse
+import http.server
+import json
+import os
+import socket
+import socketserver
+import sys
+
+
+def pattern(n):
+    """Deterministic bytes: the same on every run, never a repeating HTTP-looking line."""
+    block = bytes((i * 31 + 7) % 251 for i in range(251))
+    return (block * (n // 251 + 1))[:n]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    chunk = 16384
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body, content_type="application/octet-stream"):
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(0, len(body), self.chunk):
+            self.wfile.write(body[i : i + self.chunk])
+
+    def do_GET(self):
+        parts = self.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "bytes":
+            self._send(200, pattern(int(parts[1])))
+        elif len(parts) == 2 and parts[0] == "chunked":
+            body = pattern(int(parts[1]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), self.chunk):
+                piece = body[i : i + self.chunk]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        elif len(parts) == 2 and parts[0] == "status":
+            self._send(int(parts[1]), b"", "text/plain")
+        else:
+            self._send(200, b"hello\n", "text/plain")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self._send(200, body)
+
+
+class ForkingServer(socketserver.ForkingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def serve(args):
+    Handler.chunk = args.chunk
+    cls = ForkingServer if args.mode == "forking" else http.server.ThreadingHTTPServer
+    server = cls(("127.0.0.1", args.port), Handler)
+    print(f"port {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def read_response(sock, buf):
+    """Reads one response from sock (buf holds bytes already read); returns (raw, rest)."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed in the middle of a response head")
+        buf += data
+    head_end = buf.index(b"\r\n\r\n") + 4
+    head = buf[:head_end].decode("latin-1").lower()
+    headers = dict(
+        line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line
+    )
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    if headers.get("transfer-encoding") == "chunked":
+        pos = head_end
+        while True:
+            while b"\r\n" not in buf[pos:]:
+                buf += sock.recv(65536)
+            line_end = buf.index(b"\r\n", pos)
+            size = int(buf[pos:line_end], 16)
+            need = line_end + 2 + size + 2
+            while len(buf) < need:
+                buf += sock.recv(65536)
+            pos = need
+            if size == 0:
+                break
+        end = pos
+    else:
+        end = head_end + int(headers.get("content-length", "0"))
+        while len(buf) < end:
+            data = sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed in the middle of a response body")
+            buf += data
+    return buf[:end], buf[end:]
+
+
+def build_request(spec, port):
+    words = spec.split()
+    method, path = words[0], words[1]
+    if method == "POST":
+        body = pattern(int(words[2]))
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: podtap-test\r\n\r\n".encode()
+
+
+def client(args):
+    sock = socket.create_connection(("127.0.0.1", args.port))
+    print(f"local {sock.getsockname()[1]}", flush=True)
+    sent, recv, rest = bytearray(), bytearray(), b""
+    marks = {"sent_before_pause": 0, "recv_before_pause": 0}
+    specs = args.spec * args.repeat
+    for i, spec in enumerate(specs):
+        if i == args.pause_after:
+            marks = {"sent_before_pause": len(sent), "recv_before_pause": len(recv)}
+            print("paused", flush=True)
+            sys.stdin.readline()
+        request = build_request(spec, args.port)
+        sock.sendall(request)
+        sent += request
+        response, rest = read_response(sock, rest)
+        recv += response
+    if args.log:
+        os.makedirs(args.log, exist_ok=True)
+        with open(os.path.join(args.log, "sent.bin"), "wb") as f:
+            f.write(sent)
+        with open(os.path.join(args.log, "recv.bin"), "wb") as f:
+            f.write(recv)
+        with open(os.path.join(args.log, "marks.json"), "w") as f:
+            json.dump(marks, f)
+    print("done", flush=True)
+    if args.hold:
+        sys.stdin.readline()
+    sock.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--mode", choices=["threading", "forking"], default="threading")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--chunk", type=int, default=16384)
+    c = sub.add_parser("client")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--log")
+    c.add_argument("--pause-after", type=int, default=-1)
+    c.add_argument("--repeat", type=int, default=1)
+    c.add_argument("--hold", action="store_true", help="wait for a line on stdin before closing")
+    c.add_argument("spec", nargs="+")
+    args = parser.parse_args()
+    if args.command == "server":
+        serve(args)
+    else:
+        client(args)
+
+
+if __name__ == "__main__":
+    main()
