@@ -29,10 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   pkill -x nginx 2>/dev/null || true
 fi
 
-# Nightly rust-src: the eBPF crate is built with -Z build-std=core.
-if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-  log "adding rust-src to the nightly toolchain"
-  rustup toolchain install nightly --profile minimal --component rust-src >/dev/null
+# The nightly toolchain that builds the eBPF crate (-Z build-std=core needs
+# rust-src). It is pinned in capture/build.rs: its LLVM must be the one
+# bpf-linker is built against.
+toolchain=$(sed -n 's/^const EBPF_TOOLCHAIN: &str = "\(.*\)";/\1/p' "$(dirname "$0")/../capture/build.rs")
+installed=$(rustup component list --toolchain "$toolchain" --installed 2>/dev/null || true)
+if ! grep -q '^rust-src' <<<"$installed" || ! grep -q '^clippy' <<<"$installed"; then
+  log "installing the $toolchain toolchain with rust-src and clippy"
+  rustup toolchain install "$toolchain" --profile minimal --component rust-src --component clippy >/dev/null
 fi
 
 # bpf-linker, built against Debian's LLVM 22.

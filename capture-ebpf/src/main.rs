@@ -26,7 +26,7 @@ mod maps;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-        bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
+        bpf_probe_read_user, bpf_task_pt_regs,
     },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -79,8 +79,10 @@ fn syscall_args() -> Option<[u64; 4]> {
         if regs == 0 {
             return None;
         }
-        let reg = |off: u64| bpf_probe_read_kernel((regs + off) as *const u64);
-        Some([reg(REG_DI).ok()?, reg(REG_SI).ok()?, reg(REG_DX).ok()?, reg(REG_R10).ok()?])
+        // A BTF-typed pointer: the verifier turns these plain loads into
+        // fault-safe ones, far cheaper than a helper call per register.
+        let reg = |off: u64| core::ptr::read_volatile((regs + off) as *const u64);
+        Some([reg(REG_DI), reg(REG_SI), reg(REG_DX), reg(REG_R10)])
     }
 }
 

@@ -10,7 +10,7 @@
           anything else       "hello\\n"
         Connections are kept alive (HTTP/1.1).
 
-    http1.py client --port N [--log DIR] [--pause-after K] [--repeat R] SPEC...
+    http1.py client --port N [--log DIR] [--pause-after K] [--repeat R] [--interval S] SPEC...
         One keep-alive connection; SPEC is "GET /path" or "POST /path BYTES".
         Prints "local PORT" after connecting, "paused" before request K (then
         waits for a line on stdin), and "done" at the end. With --log, writes
@@ -24,6 +24,7 @@ import os
 import socket
 import socketserver
 import sys
+import time
 
 
 def pattern(n):
@@ -145,6 +146,8 @@ def client(args):
             print("paused", flush=True)
             sys.stdin.readline()
         request = build_request(spec, args.port)
+        if args.interval and i:
+            time.sleep(args.interval)
         sock.sendall(request)
         sent += request
         response, rest = read_response(sock, rest)
@@ -175,6 +178,7 @@ def main():
     c.add_argument("--log")
     c.add_argument("--pause-after", type=int, default=-1)
     c.add_argument("--repeat", type=int, default=1)
+    c.add_argument("--interval", type=float, default=0, help="seconds to wait between requests")
     c.add_argument("--hold", action="store_true", help="wait for a line on stdin before closing")
     c.add_argument("spec", nargs="+")
     args = parser.parse_args()

@@ -143,7 +143,7 @@ impl CgroupTarget {
             return Err(TargetError::NotACgroup { path: path.to_path_buf() });
         }
         let v2 = nix::sys::statfs::statfs(path)
-            .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+            .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
         Ok(Self { path: path.to_path_buf(), v2 })
     }
