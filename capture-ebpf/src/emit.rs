@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_probe_read_user, bpf_probe_read_user_buf, generated as gen,
     },
 };
 use formats::wire::{
@@ -64,9 +64,25 @@ fn fill_header(header: &mut EventHeader, kind: EventKind, conn: &Conn, fd: i32) 
     header._pad = 0;
     header.local_port = conn.local_port;
     header.remote_port = conn.remote_port;
-    header.local_addr = conn.local_addr;
-    header.remote_addr = conn.remote_addr;
-    header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    copy16(&mut header.local_addr, &conn.local_addr);
+    copy16(&mut header.remote_addr, &conn.remote_addr);
+    // Straight into the record; an error leaves zeros.
+    header.comm = [0; 16];
+    // SAFETY: the helper writes at most 16 bytes into the 16-byte field.
+    unsafe { gen::bpf_get_current_comm(header.comm.as_mut_ptr().cast(), 16) };
+}
+
+/// Copies 16 bytes as two 8-byte words: a plain array assignment becomes a
+/// call to a byte-by-byte `memcpy` in BPF.
+#[inline(always)]
+fn copy16(dst: &mut [u8; 16], src: &[u8; 16]) {
+    // SAFETY: both are 16 bytes; unaligned accesses are fine on BPF.
+    unsafe {
+        let d = dst.as_mut_ptr().cast::<u64>();
+        let s = src.as_ptr().cast::<u64>();
+        core::ptr::write_unaligned(d, core::ptr::read_unaligned(s));
+        core::ptr::write_unaligned(d.add(1), core::ptr::read_unaligned(s.add(1)));
+    }
 }
 
 /// Emits a header-only record (connect, accept, close).

@@ -5,7 +5,7 @@
 //! Every read goes through `bpf_probe_read_kernel`, so a stale pointer (an fd
 //! closed by another thread meanwhile) yields an error, never a fault.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel};
 use formats::wire::{AF_INET, AF_INET6};
 
 use crate::maps::{config, Conn};
@@ -16,6 +16,12 @@ const SOCK_STREAM: u16 = 1;
 const IPPROTO_TCP: u32 = 6;
 /// `TCP_SYN_SENT`: connect() in progress, the receive sequence is not known yet.
 pub const TCP_SYN_SENT: u8 = 2;
+
+/// A direct load through a BTF-typed kernel pointer.
+#[inline(always)]
+unsafe fn load<T>(base: u64, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) }
+}
 
 #[inline(always)]
 unsafe fn read<T>(base: u64, offset: u32) -> Result<T, i32> {
@@ -31,17 +37,23 @@ pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
     }
     // SAFETY: every dereference is a checked probe read.
     unsafe {
-        let task = bpf_get_current_task();
-        let files: u64 = read(task, config!(offsets.task_files)).ok()?;
+        // task -> files -> fdt are BTF-typed pointers from the current task:
+        // plain loads, which the verifier makes fault-safe, instead of one
+        // helper call each.
+        let task = bpf_get_current_task_btf() as u64;
+        let files: u64 = load(task, config!(offsets.task_files));
         if files == 0 {
             return None;
         }
-        let fdt: u64 = read(files, config!(offsets.files_fdt)).ok()?;
-        let max_fds: u32 = read(fdt, config!(offsets.fdtable_max_fds)).ok()?;
+        let fdt: u64 = load(files, config!(offsets.files_fdt));
+        if fdt == 0 {
+            return None;
+        }
+        let max_fds: u32 = load(fdt, config!(offsets.fdtable_max_fds));
         if fd as u32 >= max_fds {
             return None;
         }
-        let fd_array: u64 = read(fdt, config!(offsets.fdtable_fd)).ok()?;
+        let fd_array: u64 = load(fdt, config!(offsets.fdtable_fd));
         let file: u64 = bpf_probe_read_kernel((fd_array + 8 * fd as u64) as *const u64).ok()?;
         if file == 0 {
             return None;

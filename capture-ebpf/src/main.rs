@@ -22,21 +22,19 @@ mod conn;
 mod emit;
 mod kernel;
 mod maps;
+mod targets;
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-        bpf_probe_read_user, bpf_task_pt_regs,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs,
     },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
-use formats::wire::{Direction, EventKind, KernelError, FLAG_SEQ_ESTIMATED, TARGET_FORKED};
+use formats::wire::{Direction, EventKind, FLAG_SEQ_ESTIMATED};
 
-use crate::{
-    emit::Source,
-    maps::{count_error, TARGET_CGROUPS, TARGET_PIDS, USE_CGROUPS},
-};
+use crate::{emit::Source, targets::is_target};
 
 /// Offset of `ret` in every `syscalls:sys_exit_*` record.
 const EXIT_RET: usize = 16;
@@ -51,23 +49,6 @@ const REG_DI: u64 = 14 * 8;
 const REG_SI: u64 = 13 * 8;
 const REG_DX: u64 = 12 * 8;
 const REG_R10: u64 = 7 * 8;
-
-/// Whether the current process is a target.
-#[inline(always)]
-fn is_target() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: read-only lookup of a plain value.
-    if unsafe { TARGET_PIDS.get(tgid) }.is_some() {
-        return true;
-    }
-    // SAFETY: volatile read of a loader-written constant.
-    if unsafe { core::ptr::read_volatile(&raw const USE_CGROUPS) } == 0 {
-        return false;
-    }
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    // SAFETY: as above.
-    unsafe { TARGET_CGROUPS.get(cgroup) }.is_some()
-}
 
 /// The first four syscall arguments as the user passed them.
 #[inline(always)]
@@ -86,10 +67,17 @@ fn syscall_args() -> Option<[u64; 4]> {
     }
 }
 
+/// A field of the tracepoint record: the context is the record itself, and the
+/// verifier allows plain loads from it (no helper call needed).
+#[inline(always)]
+fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: callers pass offsets from the tracepoint's recorded format.
+    unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset).cast::<T>()) }
+}
+
 #[inline(always)]
 fn exit_ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: `ret` is at a fixed offset of every sys_exit record.
-    unsafe { ctx.read_at::<i64>(EXIT_RET) }.unwrap_or(-1)
+    field(ctx, EXIT_RET)
 }
 
 /// How the payload of a data syscall is described by its arguments.
@@ -264,10 +252,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: fixed offset of the tracepoint record.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(ENTER_ARG0) }) else {
-        return 0;
-    };
-    let fd = fd as i32;
+    let fd = field::<u64>(&ctx, ENTER_ARG0) as i32;
     if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
         if let Some(conn) = maps::CONNS.get_ptr(sk) {
             // SAFETY: map value, read only.
@@ -294,11 +279,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if TARGET_PIDS.insert(tgid, TARGET_FORKED, 0).is_err() {
-        count_error(KernelError::TargetsFull);
-        return 0;
+    if targets::add_forked(tgid) {
+        emit::fork(tgid, parent);
     }
-    emit::fork(tgid, parent);
     0
 }
 
@@ -307,10 +290,10 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: fixed offset of the tracepoint record.
-    let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    let group_dead: u8 = field(&ctx, 32);
     if group_dead != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let _ = TARGET_PIDS.remove(tgid);
+        targets::remove(tgid);
     }
     0
 }
@@ -322,19 +305,14 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     const TCP_CLOSE: i32 = 7;
     const IPPROTO_TCP: u16 = 6;
-    // SAFETY: fixed offsets of the tracepoint record.
-    unsafe {
-        let (Ok(sk), Ok(state), Ok(proto)) =
-            (ctx.read_at::<u64>(8), ctx.read_at::<i32>(20), ctx.read_at::<u16>(30))
-        else {
-            return 0;
-        };
-        if state == TCP_CLOSE && proto == IPPROTO_TCP {
-            if let Some(conn) = maps::CONNS.get(sk) {
-                let conn_id = conn.conn_id;
-                let _ = maps::CONNS.remove(sk);
-                emit::conn_end(conn_id);
-            }
+    let state: i32 = field(&ctx, 20);
+    let proto: u16 = field(&ctx, 30);
+    if state == TCP_CLOSE && proto == IPPROTO_TCP {
+        let sk: u64 = field(&ctx, 8);
+        // SAFETY: the value is copied out before the entry is removed.
+        if let Some(conn_id) = unsafe { maps::CONNS.get(sk) }.map(|c| c.conn_id) {
+            let _ = maps::CONNS.remove(sk);
+            emit::conn_end(conn_id);
         }
     }
     0

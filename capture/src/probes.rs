@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
@@ -38,6 +38,9 @@ pub struct Probes {
     ebpf: Ebpf,
     targets: HashMap<MapData, u32, u32>,
     cgroups: HashMap<MapData, u64, u32>,
+    /// Bumped after every change of the target maps; the programs cache
+    /// their answer per CPU until it changes.
+    generation: Array<MapData, u64>,
     errors: PerCpuArray<MapData, u64>,
 }
 
@@ -72,6 +75,8 @@ impl Probes {
         let targets = HashMap::try_from(map("TARGET_PIDS")?)?;
         let cgroups = HashMap::try_from(map("TARGET_CGROUPS")?)?;
         let errors = PerCpuArray::try_from(map("ERRORS")?)?;
+        let mut generation = Array::try_from(map("TARGET_GEN")?)?;
+        generation.set(0, 1, 0).context("failed to initialise the target generation")?;
         // Verify every program now, before anything is attached or written.
         for (name, prog) in ebpf.programs_mut() {
             let loaded = match prog {
@@ -83,7 +88,7 @@ impl Probes {
                 .map_err(describe)
                 .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
-        Ok(Self { ebpf, targets, cgroups, errors })
+        Ok(Self { ebpf, targets, cgroups, generation, errors })
     }
 
     fn tracepoint(&mut self, name: &str) -> Result<&mut TracePoint> {
@@ -141,12 +146,24 @@ impl Probes {
     pub fn add_pid(&mut self, pid: u32) -> Result<()> {
         self.targets
             .insert(pid, TARGET_EXPLICIT, 0)
-            .with_context(|| format!("failed to target pid {pid}"))
+            .with_context(|| format!("failed to target pid {pid}"))?;
+        self.bump_generation()
     }
 
     /// Makes every process of a cgroup v2 id a target.
     pub fn add_cgroup(&mut self, id: u64) -> Result<()> {
-        self.cgroups.insert(id, 1, 0).with_context(|| format!("failed to target cgroup id {id}"))
+        if self.cgroups.get(&id, 0).is_ok() {
+            return Ok(());
+        }
+        self.cgroups
+            .insert(id, 1, 0)
+            .with_context(|| format!("failed to target cgroup id {id}"))?;
+        self.bump_generation()
+    }
+
+    fn bump_generation(&mut self) -> Result<()> {
+        let now = self.generation.get(&0, 0).context("failed to read the target generation")?;
+        self.generation.set(0, now + 1, 0).context("failed to bump the target generation")
     }
 
     /// The ring buffer, handed to the reader once.

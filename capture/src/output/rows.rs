@@ -82,29 +82,36 @@ impl Default for RowBuffer {
 
 impl RowBuffer {
     pub fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    /// Room for `rows` rows and `payload` payload bytes without reallocating.
+    pub fn with_capacity(rows: usize, payload: usize) -> Self {
+        let strings =
+            |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         Self {
             schema: capture_schema(),
-            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            ts: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             kind: StringDictionaryBuilder::new(),
-            pid: UInt32Builder::new(),
-            tid: UInt32Builder::new(),
-            comm: StringBuilder::new(),
-            fd: Int32Builder::new(),
-            conn_id: UInt64Builder::new(),
-            direction: StringBuilder::new(),
-            seq: UInt64Builder::new(),
-            size: UInt64Builder::new(),
-            payload: BinaryBuilder::new(),
-            local_addr: StringBuilder::new(),
-            remote_addr: StringBuilder::new(),
-            namespace: StringBuilder::new(),
-            pod: StringBuilder::new(),
-            pod_uid: StringBuilder::new(),
-            container: StringBuilder::new(),
-            container_id: StringBuilder::new(),
-            node: StringBuilder::new(),
-            flags: UInt32Builder::new(),
-            cpu: UInt32Builder::new(),
+            pid: UInt32Builder::with_capacity(rows),
+            tid: UInt32Builder::with_capacity(rows),
+            comm: strings(8),
+            fd: Int32Builder::with_capacity(rows),
+            conn_id: UInt64Builder::with_capacity(rows),
+            direction: strings(7),
+            seq: UInt64Builder::with_capacity(rows),
+            size: UInt64Builder::with_capacity(rows),
+            payload: BinaryBuilder::with_capacity(rows, payload),
+            local_addr: strings(16),
+            remote_addr: strings(16),
+            namespace: strings(0),
+            pod: strings(0),
+            pod_uid: strings(0),
+            container: strings(0),
+            container_id: strings(0),
+            node: strings(0),
+            flags: UInt32Builder::with_capacity(rows),
+            cpu: UInt32Builder::with_capacity(rows),
             rows: 0,
             payload_bytes: 0,
         }
@@ -147,8 +154,15 @@ impl RowBuffer {
         self.payload_bytes += row.payload.map_or(0, <[u8]>::len);
     }
 
-    /// Moves the buffered rows into a record batch and starts over.
+    /// Moves the buffered rows into a record batch and starts over, with room
+    /// for as many rows as this batch had (segments are cut about once a
+    /// second, so the next one is usually alike).
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut full = std::mem::replace(self, Self::with_capacity(self.rows, self.payload_bytes));
+        full.take_batch()
+    }
+
+    fn take_batch(&mut self) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
             Arc::new(self.kind.finish()),
@@ -172,8 +186,6 @@ impl RowBuffer {
             Arc::new(self.flags.finish()),
             Arc::new(self.cpu.finish()),
         ];
-        self.rows = 0;
-        self.payload_bytes = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
     }
 }

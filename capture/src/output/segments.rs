@@ -12,10 +12,15 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use arrow_array::RecordBatch;
+use formats::schema::col;
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
-    file::{metadata::KeyValue, properties::WriterProperties},
+    file::{
+        metadata::KeyValue,
+        properties::{EnabledStatistics, WriterProperties},
+    },
+    schema::types::ColumnPath,
 };
 
 use super::create_private;
@@ -28,6 +33,14 @@ pub fn properties(metadata: Vec<KeyValue>) -> WriterProperties {
         .set_max_row_group_row_count(Some(1 << 20))
         // Bounds the memory a merge of a long capture needs.
         .set_max_row_group_bytes(Some(64 << 20))
+        // Timestamps, offsets, sizes and payloads are nearly all distinct: a
+        // dictionary would only cost CPU while capturing. Payload min/max
+        // statistics mean nothing.
+        .set_column_dictionary_enabled(ColumnPath::from(col::TS), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::SEQ), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::SIZE), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::PAYLOAD), false)
+        .set_column_statistics_enabled(ColumnPath::from(col::PAYLOAD), EnabledStatistics::None)
         .build()
 }
 
