@@ -13,7 +13,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # the tests and benchmarks talk to.
 packages=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config
-  curl wrk nginx-light python3
+  curl wrk nginx-light python3 bpftool
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -96,7 +96,7 @@ pub async fn run(config: Config) -> Result<Summary> {
     probes.attach_lifecycle()?;
 
     let mut targets = TargetSet::default();
-    for p in pid_targets {
+    for p in pid_targets.into_iter().filter(|p| p.pid != std::process::id()) {
         probes.add_pid(p.pid)?;
         targets.add(p);
     }
@@ -161,7 +161,9 @@ impl Session {
 
     /// Registers a new target process.
     fn add(&mut self, process: Process) -> Result<()> {
-        if self.targets.contains(process.pid) {
+        // capture itself may descend from a target (`--pid $$`) or sit in a
+        // target cgroup; it records nothing of itself.
+        if self.targets.contains(process.pid) || process.pid == std::process::id() {
             return Ok(());
         }
         self.probes.add_pid(process.pid)?;

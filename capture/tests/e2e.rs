@@ -340,3 +340,41 @@ fn a_tiny_ring_buffer_loses_events_and_says_so() {
         assert_eq!(payload.as_slice(), &recv[seq..seq + payload.len()]);
     }
 }
+
+#[test]
+fn only_tcp_is_recorded_over_ipv6_too() {
+    require_root();
+    let dir = workdir();
+    let out = dir.path().join("run.parquet");
+    let log = dir.path().join("client");
+    // Every request also makes the server send UDP, use a unix socket pair
+    // and write a file: none of it may appear.
+    let (server, port) = Peer::server(&["--host", "::1", "--noise"]);
+    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let (client, local_port) = Peer::client(
+        port,
+        &[
+            "--host",
+            "::1",
+            "--log",
+            log.to_str().unwrap(),
+            "GET /",
+            "POST /echo 2000",
+            "GET /bytes/3000",
+        ],
+    );
+    client.finish();
+    let done = cap.stop();
+    assert!(done.status.success(), "capture failed: {}", done.stderr);
+
+    let file = read_capture(&out);
+    let (sent, recv, _) = client_log(&log);
+    let conn = file.conn_with_port(local_port).expect("the IPv6 connection was captured");
+    let row = file.chunks(conn, "egress")[0];
+    assert_eq!(row.local_addr.as_deref(), Some(format!("[::1]:{port}").as_str()));
+    assert_eq!(row.remote_addr.as_deref(), Some(format!("[::1]:{local_port}").as_str()));
+    assert!(file.stream(conn, "ingress").0 == sent);
+    assert!(file.stream(conn, "egress").0 == recv);
+    let others: Vec<_> = file.data().filter(|r| r.conn_id != Some(conn)).collect();
+    assert!(others.is_empty(), "non-TCP traffic was recorded: {others:?}");
+}

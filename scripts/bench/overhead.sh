@@ -3,24 +3,37 @@
 # run: wrk drives nginx at fixed concurrency, alternately without and with
 # `capture` attached to nginx, and the script prints requests/s both ways,
 # their ratio, and what capture recorded (events/s, bytes/s written, lost).
+# A last run with the kernel's BPF statistics on gives the CPU time the
+# programs add per syscall, and the capture process's own CPU use.
 #
 #   scripts/bench/overhead.sh [ROUNDS] [SECONDS]      (as root; defaults 3 rounds of 10 s)
 #
-# Environment: CONNECTIONS (default 32), BODY (response body bytes, default 1024).
+# Environment: SERVER=nginx (default; one worker, static file, the worst case:
+# almost no work per request besides the syscalls capture records) or
+# SERVER=python (scripts/peers/http1.py, a threaded Python application server),
+# CONNECTIONS (default 32), BODY (response body bytes, default 1024).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 seconds=${2:-10}
 connections=${CONNECTIONS:-32}
 body=${BODY:-1024}
+server=${SERVER:-nginx}
 
 scripts/setup.sh >/dev/null
 cargo build --release -q -p capture
 capture=target/release/capture
 
 work=$(mktemp -d /tmp/podtap-bench.XXXXXX)
-trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(cat "$work/server.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if [ "$server" = python ]; then
+  python3 scripts/peers/http1.py server --port "$port" > "$work/server.txt" &
+  echo $! > "$work/server.pid"
+  until grep -q '^port ' "$work/server.txt" 2>/dev/null; do sleep 0.1; done
+  url="http://127.0.0.1:$port/bytes/$body"
+  label="python http1.py (threads)"
+else
 head -c "$body" /dev/zero | tr '\0' 'x' > "$work/index.html"
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<CONF
@@ -43,11 +56,22 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -p "$work"
 sleep 0.5
-master=$(cat "$work/nginx.pid")
+cp "$work/nginx.pid" "$work/server.pid"
+url="http://127.0.0.1:$port/index.html"
+label="nginx (1 worker, static file)"
+fi
+master=$(cat "$work/server.pid")
 
 rps() {
-  wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/index.html" \
+  wrk -t1 -c"$connections" -d"${seconds}s" "$url" \
     | awk '/^Requests\/sec/ {print $2}'
+}
+
+wait_ready() {
+  until grep -q capturing "$work/capture.log"; do
+    kill -0 "$1" 2>/dev/null || { cat "$work/capture.log"; exit 1; }
+    sleep 0.1
+  done
 }
 
 without=()
@@ -58,10 +82,7 @@ for round in $(seq "$rounds"); do
   out="$work/run-$round.parquet"
   "$capture" --pid "$master" -o "$out" 2>"$work/capture.log" &
   cap=$!
-  until grep -q capturing "$work/capture.log"; do
-    kill -0 "$cap" 2>/dev/null || { cat "$work/capture.log"; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "$cap"
   start=$(date +%s.%N)
   with+=("$(rps)")
   kill -INT "$cap"; wait "$cap"
@@ -75,16 +96,42 @@ for round in $(seq "$rounds"); do
   rm -f "$out"
 done
 
-python3 - "$connections" "$body" "$events" "$written" "$lost" "$captured_s" "${without[*]}" "${with[*]}" <<'PY'
-import statistics, sys
+# Per-syscall cost of the programs (kernel.bpf_stats_enabled) and the capture
+# process's CPU time, in a separate run so the statistics do not slow the
+# ratio above.
+"$capture" --pid "$master" -o "$work/stats.parquet" 2>"$work/capture.log" &
+cap=$!
+wait_ready "$cap"
+sysctl -qw kernel.bpf_stats_enabled=1
+cpu0=$(awk '{print $14 + $15}' "/proc/$cap/stat")
+stats_rps=$(rps)
+cpu1=$(awk '{print $14 + $15}' "/proc/$cap/stat")
+bpftool -j prog show > "$work/progs.json"
+sysctl -qw kernel.bpf_stats_enabled=0
+kill -INT "$cap"; wait "$cap"
+cpu_share=$(python3 -c "print(($cpu1 - $cpu0) / $(getconf CLK_TCK) / $seconds)")
+
+python3 - "$label" "$connections" "$body" "$events" "$written" "$lost" "$captured_s" "${without[*]}" "${with[*]}" \
+  "$work/progs.json" "$cpu_share" "$stats_rps" "$seconds" <<'PY'
+import json, statistics, sys
+label = sys.argv.pop(1)
 conns, body, events, written, lost, secs = sys.argv[1:7]
 without = [float(x) for x in sys.argv[7].split()]
 with_ = [float(x) for x in sys.argv[8].split()]
+progs = json.load(open(sys.argv[9]))
+cpu_share, stats_rps = float(sys.argv[10]), float(sys.argv[11])
+seconds_per_round = sys.argv[12]
 a, b = statistics.median(without), statistics.median(with_)
 secs = float(secs)
-print(f"nginx, {body}-byte responses, wrk -c{conns}, {len(without)} rounds (median)")
+print(f"{label}, {body}-byte responses, wrk -t1 -c{conns}, {len(without)} rounds of {seconds_per_round}s (median)")
 print(f"  without capture: {a:10.0f} req/s   {' '.join(f'{x:.0f}' for x in without)}")
 print(f"  with capture:    {b:10.0f} req/s   {' '.join(f'{x:.0f}' for x in with_)}")
 print(f"  ratio:           {b / a:10.3f}")
 print(f"  capture: {int(events) / secs:,.0f} events/s, {int(written) / secs / 1e6:.2f} MB/s written, {lost} events lost")
+print(f"  capture process CPU: {cpu_share * 100:.1f}% of one core at {stats_rps:,.0f} req/s")
+print("  kernel CPU per traced syscall (bpf_stats, all processes; wrk's own reads and writes are not targets):")
+for p in sorted(progs, key=lambda p: p.get("name", "")):
+    runs = p.get("run_cnt", 0)
+    if p.get("name", "").startswith("sys_") and runs:
+        print(f"    {p['name']:<18} {p['run_time_ns'] / runs:7.0f} ns  ({runs:,} runs)")
 PY

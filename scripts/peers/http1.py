@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Real HTTP/1.1 peers for podtap's tests, demo and benchmarks.
 
-    http1.py server [--mode threading|forking] [--port 0] [--chunk BYTES]
-        Prints "port N" once listening. Routes:
+    http1.py server [--mode threading|forking] [--host 127.0.0.1] [--port 0] [--chunk BYTES] [--noise]
+        Prints "port N" once listening. With --noise, every request also
+        sends a UDP datagram, talks over a unix socket pair and writes a file
+        (traffic podtap must not record). Routes:
           GET  /bytes/N       N bytes of a fixed pattern, written CHUNK bytes at a time
           GET  /chunked/N     the same bytes with Transfer-Encoding: chunked
           GET  /status/CODE   an empty-bodied response with that status
@@ -10,7 +12,7 @@
           anything else       "hello\\n"
         Connections are kept alive (HTTP/1.1).
 
-    http1.py client --port N [--log DIR] [--pause-after K] [--repeat R] [--interval S] SPEC...
+    http1.py client [--host 127.0.0.1] --port N [--log DIR] [--pause-after K] [--repeat R] [--interval S] SPEC...
         One keep-alive connection; SPEC is "GET /path" or "POST /path BYTES".
         Prints "local PORT" after connecting, "paused" before request K (then
         waits for a line on stdin), and "done" at the end. With --log, writes
@@ -36,9 +38,28 @@ def pattern(n):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     chunk = 16384
+    noise = False
 
     def log_message(self, *args):
         pass
+
+    def make_noise(self):
+        """I/O on things that are not TCP sockets."""
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.sendto(b"udp noise", ("127.0.0.1", 9))
+        udp.close()
+        left, right = socket.socketpair()
+        left.sendall(b"unix noise")
+        right.recv(100)
+        left.close()
+        right.close()
+        with open(os.devnull, "wb") as f:
+            f.write(b"file noise")
+
+    def handle_one_request(self):
+        if self.noise:
+            self.make_noise()
+        super().handle_one_request()
 
     def _send(self, code, body, content_type="application/octet-stream"):
         self.send_response(code)
@@ -77,10 +98,16 @@ class ForkingServer(socketserver.ForkingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
+def server_class(base, host):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return type("Server", (base,), {"address_family": family})
+
+
 def serve(args):
     Handler.chunk = args.chunk
-    cls = ForkingServer if args.mode == "forking" else http.server.ThreadingHTTPServer
-    server = cls(("127.0.0.1", args.port), Handler)
+    Handler.noise = args.noise
+    base = ForkingServer if args.mode == "forking" else http.server.ThreadingHTTPServer
+    server = server_class(base, args.host)((args.host, args.port), Handler)
     print(f"port {server.server_address[1]}", flush=True)
     server.serve_forever()
 
@@ -122,20 +149,22 @@ def read_response(sock, buf):
     return buf[:end], buf[end:]
 
 
-def build_request(spec, port):
+def build_request(spec, port, host="127.0.0.1"):
+    if ":" in host:
+        host = f"[{host}]"
     words = spec.split()
     method, path = words[0], words[1]
     if method == "POST":
         body = pattern(int(words[2]))
         return (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: podtap-test\r\n\r\n".encode()
+    return f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: podtap-test\r\n\r\n".encode()
 
 
 def client(args):
-    sock = socket.create_connection(("127.0.0.1", args.port))
+    sock = socket.create_connection((args.host, args.port))
     print(f"local {sock.getsockname()[1]}", flush=True)
     sent, recv, rest = bytearray(), bytearray(), b""
     marks = {"sent_before_pause": 0, "recv_before_pause": 0}
@@ -145,7 +174,7 @@ def client(args):
             marks = {"sent_before_pause": len(sent), "recv_before_pause": len(recv)}
             print("paused", flush=True)
             sys.stdin.readline()
-        request = build_request(spec, args.port)
+        request = build_request(spec, args.port, args.host)
         if args.interval and i:
             time.sleep(args.interval)
         sock.sendall(request)
@@ -171,9 +200,12 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("server")
     s.add_argument("--mode", choices=["threading", "forking"], default="threading")
+    s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0)
+    s.add_argument("--noise", action="store_true")
     s.add_argument("--chunk", type=int, default=16384)
     c = sub.add_parser("client")
+    c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--log")
     c.add_argument("--pause-after", type=int, default=-1)
