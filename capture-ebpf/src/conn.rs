@@ -1,10 +1,13 @@
 //! The connection table: one entry per TCP sock a target used, holding its id,
-//! addresses and where each direction's byte stream stands.
+//! addresses and where each direction's byte stream begins.
 //!
 //! Stream offsets (`seq`) are derived from the kernel's own TCP sequence
 //! numbers rather than by adding up syscall results: bytes moved by anything
 //! podtap does not trace (`sendfile`, `splice`, io_uring, another process)
 //! then show up as a hole in `seq` instead of silently shifting later bytes.
+//! An offset is the distance from a per-direction base that is written once,
+//! unwrapped to 64 bits next to a hint of where the stream stands; no
+//! read-modify-write is needed, so threads sharing a socket cannot corrupt it.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id};
 use formats::wire::KernelError;
@@ -14,8 +17,8 @@ use crate::{
     maps::{count_error, Conn, CONNS, NEXT_CONN_ID},
 };
 
-const BASE_INGRESS: u32 = 1;
-const BASE_EGRESS: u32 = 2;
+const WRAP: u64 = 1 << 32;
+const HALF: u64 = 1 << 31;
 
 #[inline(always)]
 fn next_conn_id() -> u64 {
@@ -30,50 +33,56 @@ fn next_conn_id() -> u64 {
     }
 }
 
-/// A fresh entry for `sk`, replacing any stale one (`connect`/`accept` always
-/// start a new connection).
+/// A fresh entry for `sk`, replacing any stale one: `connect` and `accept`
+/// start a new connection.
 #[inline(always)]
-pub fn start(sk: u64) -> Option<*mut Conn> {
-    insert(sk, 0)
+pub fn start(sk: u64, origin: u32) -> Option<*mut Conn> {
+    insert(sk, origin, None, 0)
 }
 
 /// The entry for `sk`, created on first sight for connections that were
-/// already open when the capture started.
+/// already open when the capture started. `first` is the direction and start
+/// sequence number of the chunk that revealed it: the stream begins there.
 #[inline(always)]
-pub fn get_or_insert(sk: u64) -> Option<*mut Conn> {
+pub fn get_or_insert(sk: u64, first: Option<(usize, u32)>) -> Option<*mut Conn> {
     if let Some(conn) = CONNS.get_ptr_mut(sk) {
         return Some(conn);
     }
-    insert(sk, BPF_NOEXIST as u64)
+    insert(sk, 0, first, BPF_NOEXIST as u64)
 }
 
 #[inline(always)]
-fn insert(sk: u64, flags: u64) -> Option<*mut Conn> {
+fn insert(sk: u64, origin: u32, first: Option<(usize, u32)>, flags: u64) -> Option<*mut Conn> {
     let mut conn = Conn {
         conn_id: next_conn_id(),
-        pos: [0; 2],
-        last: [0; 2],
+        hint: [0; 2],
+        base: [0; 2],
         base_set: 0,
+        origin,
         family: 0,
         _pad: [0; 1],
         local_port: 0,
         remote_port: 0,
-        _pad2: [0; 6],
+        _pad2: [0; 2],
         local_addr: [0; 16],
         remote_addr: [0; 16],
     };
     kernel::read_addresses(sk, &mut conn);
     if let Some(seq) = kernel::write_seq(sk) {
-        conn.last[1] = seq;
-        conn.base_set |= BASE_EGRESS;
+        conn.base[1] = seq;
+        conn.base_set |= 1 << 1;
     }
     // While connect() is in progress the receive side is not initialised;
     // its base is taken from the first read instead.
     if kernel::sk_state(sk) != kernel::TCP_SYN_SENT {
         if let Some(seq) = kernel::copied_seq(sk) {
-            conn.last[0] = seq;
-            conn.base_set |= BASE_INGRESS;
+            conn.base[0] = seq;
+            conn.base_set |= 1;
         }
+    }
+    if let Some((dir, seq)) = first {
+        conn.base[dir & 1] = seq;
+        conn.base_set |= 1 << (dir & 1);
     }
     // With BPF_NOEXIST a concurrent insert by another CPU wins; use its entry.
     if CONNS.insert(sk, conn, flags).is_err() && flags == 0 {
@@ -92,35 +101,34 @@ pub fn refresh_addresses(sk: u64, conn: &mut Conn) {
 }
 
 /// Stream offset of a chunk of `len` bytes that started at TCP sequence
-/// `seq32` in direction `dir` (0 ingress, 1 egress), and advances the stream.
+/// number `seq32` in direction `dir` (0 ingress, 1 egress); `None` when the
+/// kernel's number could not be read (the chunk is placed where the stream
+/// stands).
 #[inline(always)]
-pub fn advance(conn: &mut Conn, dir: usize, seq32: u32, len: u64) -> u64 {
+pub fn advance(conn: &mut Conn, dir: usize, seq32: Option<u32>, len: u64) -> u64 {
     let dir = dir & 1;
-    let bit = 1u32 << dir;
-    if conn.base_set & bit == 0 {
-        conn.last[dir] = seq32;
-        conn.pos[dir] = 0;
-        conn.base_set |= bit;
-    }
-    // Sequence numbers wrap at 2^32; a signed 32-bit difference from the last
-    // known point is exact as long as less than 2 GiB moved in between.
-    let diff = seq32.wrapping_sub(conn.last[dir]) as i32 as i64;
-    let mut start = conn.pos[dir] as i64 + diff;
-    if start < 0 {
-        start = 0;
-    }
-    let start = start as u64;
-    let end = start + len;
-    if end > conn.pos[dir] {
-        conn.pos[dir] = end;
-        conn.last[dir] = seq32.wrapping_add(len as u32);
+    let hint = conn.hint[dir];
+    let start = match seq32 {
+        None => hint,
+        Some(seq32) => {
+            if conn.base_set & (1 << dir) == 0 {
+                conn.base[dir] = seq32;
+                conn.base_set |= 1 << dir;
+            }
+            // The 32-bit distance from the base, unwrapped to the 64-bit
+            // offset nearest to where the stream stands.
+            let rel = seq32.wrapping_sub(conn.base[dir]) as u64;
+            let mut start = (hint & !(WRAP - 1)) | rel;
+            if start + HALF < hint {
+                start += WRAP;
+            } else if start > hint + HALF && start >= WRAP {
+                start -= WRAP;
+            }
+            start
+        }
+    };
+    if start + len > hint {
+        conn.hint[dir] = start + len;
     }
     start
-}
-
-/// The sequence number to use when the kernel's could not be read: right where
-/// the direction stands.
-#[inline(always)]
-pub fn current_seq32(conn: &Conn, dir: usize) -> u32 {
-    conn.last[dir & 1]
 }

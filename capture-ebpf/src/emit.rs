@@ -29,6 +29,8 @@ pub enum Source {
     Buffer(u64),
     /// An `iovec` array and its length (`readv`, `writev`, `recvmsg`, `sendmsg`).
     Iovec(u64, u64),
+    /// No bytes to keep (discarded by the kernel, or unreadable arguments).
+    Nothing,
 }
 
 /// Ring buffer wakeup policy: wake the reader only once enough data waits, it
@@ -172,6 +174,7 @@ pub fn data(conn: &Conn, fd: i32, direction: u8, seq: u64, size: u64, source: So
     let captured = match source {
         Source::Buffer(ptr) => copy_buffer(buf, ptr, want as u32),
         Source::Iovec(iov, count) => copy_iovecs(buf, iov, count, want as u32),
+        Source::Nothing => 0,
     };
     buf.header.captured = captured;
 

@@ -139,3 +139,19 @@ pub fn task_ids(task: u64) -> Option<(u32, u32)> {
         Some((pid, tgid))
     }
 }
+
+/// Whether the current thread is the last of its process to exit (called
+/// from sched_process_exit, after the kernel decremented `signal->live`).
+#[inline(always)]
+pub fn current_group_dead() -> bool {
+    // SAFETY: BTF-typed pointers from the current task, plain loads.
+    unsafe {
+        let task = bpf_get_current_task_btf() as u64;
+        let signal: u64 = load(task, config!(offsets.task_signal));
+        if signal == 0 {
+            return false;
+        }
+        let live: i32 = load(signal, config!(offsets.signal_live));
+        live == 0
+    }
+}

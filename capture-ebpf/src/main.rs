@@ -32,9 +32,16 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
-use formats::wire::{Direction, EventKind, FLAG_SEQ_ESTIMATED};
+use formats::wire::{
+    Direction, EventKind, KernelError, FLAG_PAYLOAD_DISCARDED, FLAG_PAYLOAD_FAULT,
+    FLAG_SEQ_ESTIMATED,
+};
 
-use crate::{emit::Source, targets::is_target};
+use crate::{
+    emit::Source,
+    maps::{count_error, ORIGIN_ACCEPT, ORIGIN_CONNECT},
+    targets::is_target,
+};
 
 /// Offset of `ret` in every `syscalls:sys_exit_*` record.
 const EXIT_RET: usize = 16;
@@ -43,6 +50,7 @@ const ENTER_ARG0: usize = 16;
 
 const EINPROGRESS: i64 = 115;
 const MSG_PEEK: u64 = 2;
+const MSG_TRUNC: u64 = 0x20;
 
 /// Offsets in x86_64 `struct pt_regs` of the syscall argument registers.
 const REG_DI: u64 = 14 * 8;
@@ -91,65 +99,71 @@ enum Args {
     Msghdr,
 }
 
-/// Records a finished data syscall of a target on a TCP socket.
+/// Records a finished data syscall of a target on a TCP socket. `flags_arg`
+/// is the index of the syscall's `flags` argument (recvfrom, recvmsg).
 #[inline(always)]
 fn on_data_exit(
     ctx: &TracePointContext,
     direction: Direction,
     args: Args,
-    peek_arg: Option<usize>,
+    flags_arg: Option<usize>,
 ) {
     let ret = exit_ret(ctx);
     if ret <= 0 || !is_target() {
         return;
     }
     let Some(a) = syscall_args() else { return };
+    let recv_flags = match flags_arg {
+        Some(i) => a[i & 3],
+        None => 0,
+    };
     // A peek does not consume bytes; the read that follows records them.
-    if let Some(i) = peek_arg {
-        if a[i & 3] & MSG_PEEK != 0 {
-            return;
-        }
+    if recv_flags & MSG_PEEK != 0 {
+        return;
     }
     let fd = a[0] as i32;
-    let Some(sk) = kernel::tcp_sock_of_fd(fd) else {
-        return;
-    };
-    let Some(conn) = conn::get_or_insert(sk) else {
-        return;
-    };
-    // SAFETY: a value of the LRU map; concurrent updates of one connection from
-    // two CPUs are benign (both write consistent offsets).
-    let conn = unsafe { &mut *conn };
-    conn::refresh_addresses(sk, conn);
+    let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return };
 
     let size = ret as u64;
     let dir = direction as usize;
+    // The kernel advanced its sequence number by `size` during the syscall,
+    // so the chunk started `size` bytes before where it stands now.
     let now = match direction {
         Direction::Ingress => kernel::copied_seq(sk),
         Direction::Egress => kernel::write_seq(sk),
     };
-    let mut flags = 0;
-    // The kernel advanced its sequence by `size` during the syscall, so the
-    // chunk started `size` bytes before where it stands now.
-    let start = match now {
-        Some(seq) => seq.wrapping_sub(size as u32),
-        None => {
-            flags |= FLAG_SEQ_ESTIMATED;
-            conn::current_seq32(conn, dir)
-        }
-    };
+    let start = now.map(|seq| seq.wrapping_sub(size as u32));
+    let Some(conn) = conn::get_or_insert(sk, start.map(|s| (dir, s))) else { return };
+    // SAFETY: a value of the LRU map; see `conn::advance` for why threads
+    // sharing the socket may update it concurrently.
+    let conn = unsafe { &mut *conn };
+    conn::refresh_addresses(sk, conn);
     let seq = conn::advance(conn, dir, start, size);
 
-    let source = match args {
-        Args::Buffer => Source::Buffer(a[1]),
-        Args::Iovec => Source::Iovec(a[1], a[2]),
-        Args::Msghdr => {
-            // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
-            let msg = a[1];
-            // SAFETY: checked user reads.
-            let iov: u64 = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
-            let len: u64 = unsafe { bpf_probe_read_user((msg + 24) as *const u64) }.unwrap_or(0);
-            Source::Iovec(iov, len)
+    let mut flags = if start.is_none() { FLAG_SEQ_ESTIMATED } else { 0 };
+    let source = if recv_flags & MSG_TRUNC != 0 {
+        // The bytes were dropped by the kernel, not copied to the target.
+        flags |= FLAG_PAYLOAD_DISCARDED;
+        Source::Nothing
+    } else {
+        match args {
+            Args::Buffer => Source::Buffer(a[1]),
+            Args::Iovec => Source::Iovec(a[1], a[2]),
+            Args::Msghdr => {
+                // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
+                let msg = a[1];
+                // SAFETY: checked user reads.
+                let iov = unsafe { bpf_probe_read_user((msg + 16) as *const u64) };
+                let len = unsafe { bpf_probe_read_user((msg + 24) as *const u64) };
+                match (iov, len) {
+                    (Ok(iov), Ok(len)) => Source::Iovec(iov, len),
+                    _ => {
+                        flags |= FLAG_PAYLOAD_FAULT;
+                        count_error(KernelError::PayloadFault);
+                        Source::Nothing
+                    }
+                }
+            }
         }
     };
     emit::data(conn, fd, direction as u8, seq, size, source, flags);
@@ -218,9 +232,16 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         if let Some(a) = syscall_args() {
             let fd = a[0] as i32;
             if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
-                if let Some(conn) = conn::start(sk) {
-                    // SAFETY: map value owned by this connection.
-                    emit::lifecycle(EventKind::Connect, unsafe { &*conn }, fd);
+                // A connect() that returns 0 after a non-blocking one finished
+                // confirms the same connection; it does not start another.
+                // SAFETY: read of a plain value.
+                let known =
+                    unsafe { maps::CONNS.get(sk) }.is_some_and(|c| c.origin == ORIGIN_CONNECT);
+                if !(ret == 0 && known) {
+                    if let Some(conn) = conn::start(sk, ORIGIN_CONNECT) {
+                        // SAFETY: map value owned by this connection.
+                        emit::lifecycle(EventKind::Connect, unsafe { &*conn }, fd);
+                    }
                 }
             }
         }
@@ -235,7 +256,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     if ret >= 0 && is_target() {
         let fd = ret as i32;
         if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
-            if let Some(conn) = conn::start(sk) {
+            if let Some(conn) = conn::start(sk, ORIGIN_ACCEPT) {
                 // SAFETY: map value owned by this connection.
                 emit::lifecycle(EventKind::Accept, unsafe { &*conn }, fd);
             }
@@ -285,35 +306,30 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// sched:sched_process_exit: `pid_t pid` at 24, `bool group_dead` at 32.
-/// The last thread of a target is gone: forget the process.
+/// sched:sched_process_exit, in the context of the exiting thread. When the
+/// last thread of a target is gone (`signal->live` already dropped to zero;
+/// the record's `group_dead` field only exists on recent kernels), forget the
+/// process so its pid, once reused, is not a target by accident.
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    // SAFETY: fixed offset of the tracepoint record.
-    let group_dead: u8 = field(&ctx, 32);
-    if group_dead != 0 {
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        targets::remove(tgid);
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    if kernel::current_group_dead() {
+        targets::remove((bpf_get_current_pid_tgid() >> 32) as u32);
     }
     0
 }
 
-/// sock:inet_sock_set_state: `skaddr` at 8, `newstate` at 20, `protocol` at 30.
-/// A sock reaching TCP_CLOSE is about to be freed; dropping its entry keeps a
-/// later sock at the same address from inheriting a stale connection.
+/// tcp:tcp_destroy_sock: `skaddr` at 8. The sock is about to be freed (the
+/// last file referring to it is closed and the protocol is done with it);
+/// dropping its entry keeps a later sock at the same address from inheriting
+/// a stale connection. Not TCP_CLOSE: a reset or a half-closed socket reaches
+/// that state while the application may still read queued bytes.
 #[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    const TCP_CLOSE: i32 = 7;
-    const IPPROTO_TCP: u16 = 6;
-    let state: i32 = field(&ctx, 20);
-    let proto: u16 = field(&ctx, 30);
-    if state == TCP_CLOSE && proto == IPPROTO_TCP {
-        let sk: u64 = field(&ctx, 8);
-        // SAFETY: the value is copied out before the entry is removed.
-        if let Some(conn_id) = unsafe { maps::CONNS.get(sk) }.map(|c| c.conn_id) {
-            let _ = maps::CONNS.remove(sk);
-            emit::conn_end(conn_id);
-        }
+pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    let sk: u64 = field(&ctx, 8);
+    // SAFETY: the value is copied out before the entry is removed.
+    if let Some(conn_id) = unsafe { maps::CONNS.get(sk) }.map(|c| c.conn_id) {
+        let _ = maps::CONNS.remove(sk);
+        emit::conn_end(conn_id);
     }
     0
 }

@@ -48,20 +48,29 @@ pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(16384, 
 #[derive(Clone, Copy)]
 pub struct Conn {
     pub conn_id: u64,
-    /// Stream offset reached so far, per direction (ingress, egress).
-    pub pos: [u64; 2],
-    /// TCP sequence number matching `pos`, per direction.
-    pub last: [u32; 2],
-    /// Bit 0/1: `last[0]`/`last[1]` is set.
+    /// Stream offset reached so far, per direction (ingress, egress): only a
+    /// hint to unwrap 32-bit sequence numbers, so racing writers are harmless.
+    pub hint: [u64; 2],
+    /// TCP sequence number of stream offset 0, per direction; set once.
+    pub base: [u32; 2],
+    /// Bit 0/1: `base[0]`/`base[1]` is set.
     pub base_set: u32,
+    /// How the entry began: [`ORIGIN_CONNECT`], [`ORIGIN_ACCEPT`] or 0 (first
+    /// seen in a data syscall).
+    pub origin: u32,
     pub family: u8,
     pub _pad: [u8; 1],
     pub local_port: u16,
     pub remote_port: u16,
-    pub _pad2: [u8; 6],
+    pub _pad2: [u8; 2],
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
 }
+
+pub const ORIGIN_CONNECT: u32 = 1;
+pub const ORIGIN_ACCEPT: u32 = 2;
+
+const _: () = assert!(core::mem::size_of::<Conn>() == 80);
 
 #[map]
 pub static CONNS: LruHashMap<u64, Conn> = LruHashMap::with_max_entries(65536, 0);

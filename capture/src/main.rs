@@ -58,6 +58,9 @@ fn print_summary(s: &Summary) {
         let list: Vec<String> = s.kernel_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("not fully recorded: {}", list.join(", "));
     }
+    if st.malformed > 0 {
+        eprintln!("malformed ring buffer records dropped: {}", thousands(st.malformed));
+    }
     eprintln!("wrote {} ({})", s.output.display(), bytes(s.size));
 }
 
@@ -79,12 +82,25 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(session::run(config)) {
+    let result = runtime.block_on(async {
+        let signals = session::Signals::watch()?;
+        session::run(config, signals).await
+    });
+    match result {
         Ok(summary) => {
             if !quiet {
                 print_summary(&summary);
             }
-            ExitCode::SUCCESS
+            match &summary.stopped_early {
+                Some(e) => {
+                    eprintln!(
+                        "error: capture stopped early: {e:#}; {} holds what was recorded until then",
+                        summary.output.display()
+                    );
+                    ExitCode::from(1)
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -15,7 +15,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ca
 /// Programs attached before targets are registered, so no fork slips through.
 const LIFECYCLE: &[(&str, &str, &[&str])] = &[
     ("sched_process_exit", "sched", &["sched_process_exit"]),
-    ("inet_sock_set_state", "sock", &["inet_sock_set_state"]),
+    ("tcp_destroy_sock", "tcp", &["tcp_destroy_sock"]),
 ];
 
 /// The data and connection programs and the syscall tracepoints each serves.
@@ -140,6 +140,11 @@ impl Probes {
             }
         }
         Ok(())
+    }
+
+    /// Whether the kernel currently targets `pid` (it forgets ended ones).
+    pub fn has_pid(&self, pid: u32) -> bool {
+        self.targets.get(&pid, 0).is_ok()
     }
 
     /// Makes a process a target.

@@ -75,9 +75,9 @@ fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
     Some(SocketAddr::new(ip, port).to_string())
 }
 
-fn comm(header: &EventHeader) -> &str {
+fn comm(header: &EventHeader) -> std::borrow::Cow<'_, str> {
     let end = header.comm.iter().position(|&b| b == 0).unwrap_or(header.comm.len());
-    std::str::from_utf8(&header.comm[..end]).unwrap_or("")
+    String::from_utf8_lossy(&header.comm[..end])
 }
 
 impl Recorder {
@@ -165,7 +165,7 @@ impl Recorder {
             kind: row_kind,
             pid: Some(h.pid),
             tid: Some(h.tid),
-            comm: Some(comm(h)),
+            comm: Some(&comm(h)),
             fd: Some(h.fd),
             conn_id: Some(conn.id),
             direction: dir,

@@ -1,8 +1,13 @@
 //! One capture from start to finish: check the machine, resolve targets, load
 //! and attach the programs, drain the ring buffer into segments until the
 //! duration ends or a signal arrives, then detach and write the file.
+//!
+//! Once recording has begun, nothing that goes wrong loses what was already
+//! recorded: a vanished cgroup or a full map is a warning, and even a failure
+//! in the loop still ends with the buffered rows written and the file merged.
 
 use std::{
+    collections::HashSet,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -12,15 +17,16 @@ use aya::maps::{MapData, RingBuf};
 use formats::wire::{CaptureConfig, KernelError};
 use tokio::{
     io::{unix::AsyncFd, Interest},
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     time::{interval, MissedTickBehavior},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     cli::{segment_dir, Config},
     kernel::{clock::WallClock, offsets, preflight},
     output::{
+        merge,
         meta::{self, CaptureInfo, Totals},
         segments::Segments,
     },
@@ -41,6 +47,8 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 const SEGMENT_EVERY: Duration = Duration::from_secs(1);
 /// …or as soon as this much payload is buffered.
 const SEGMENT_BYTES: usize = 32 << 20;
+/// Records handled per drain before the loop looks at timers and signals.
+const DRAIN_BATCH: usize = 16384;
 
 /// What a finished capture reports.
 #[derive(Debug)]
@@ -51,6 +59,32 @@ pub struct Summary {
     pub kernel_errors: Vec<(&'static str, u64)>,
     pub output: PathBuf,
     pub size: u64,
+    /// Set when recording stopped before the duration or a signal ended it;
+    /// the file holds everything recorded until then.
+    pub stopped_early: Option<anyhow::Error>,
+}
+
+/// SIGINT and SIGTERM, watched from the very start so that a Ctrl-C while the
+/// programs load still ends in a clean, complete file.
+pub struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    pub fn watch() -> Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("failed to watch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("failed to watch SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 /// Live state of a running capture.
@@ -66,12 +100,15 @@ struct Session {
     /// Ring-full counters per CPU already turned into `lost` rows.
     lost_seen: Vec<u64>,
     segments_sent: u32,
+    /// Problems already reported once (a cgroup that vanished, a full map).
+    warned: HashSet<String>,
 }
 
 /// Runs a capture to completion.
-pub async fn run(config: Config) -> Result<Summary> {
+pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
     preflight::check_privileges()?;
-    preflight::check_btf()?;
+    preflight::check_kernel()?;
+    preflight::check_pid_namespace()?;
     preflight::ensure_tracefs()?;
 
     // Resolve every target before anything is attached: a typo must fail fast.
@@ -114,6 +151,7 @@ pub async fn run(config: Config) -> Result<Summary> {
         recorder: Recorder::new(clock),
         lost_seen: Vec::new(),
         segments_sent: 0,
+        warned: HashSet::new(),
         config,
         probes,
         targets,
@@ -122,30 +160,32 @@ pub async fn run(config: Config) -> Result<Summary> {
         info,
         clock,
     };
-    let started = session.start();
-    if let Err(e) = started {
-        // Nothing was recorded: leave no empty segment directory behind.
-        let _ = std::fs::remove_dir(&segment_dir);
-        return Err(e);
-    }
-    let events = session.probes.take_events()?;
-    session.capture(events).await
+    let events = match session.start() {
+        Ok(events) => events,
+        Err(e) => {
+            // Nothing was recorded: leave no empty segment directory behind.
+            let _ = std::fs::remove_dir(&segment_dir);
+            return Err(e);
+        }
+    };
+    session.capture(events, &mut signals).await
 }
 
 impl Session {
     /// Registers the processes found at start and begins recording.
-    fn start(&mut self) -> Result<()> {
-        self.rescan()?;
+    fn start(&mut self) -> Result<RingBuf<MapData>> {
+        self.rescan();
         // Children forked between the /proc scan and registration.
-        let roots: Vec<u32> = self.targets.processes().map(|p| p.pid).collect();
+        let roots: Vec<u32> = self.targets.processes().iter().map(|p| p.pid).collect();
         for (pid, parent) in local::descendants(&roots) {
             self.add(Process {
                 pid,
                 comm: local::comm(pid),
                 via: Via::Descendant,
                 parent: Some(parent),
-            })?;
+            });
         }
+        let events = self.probes.take_events()?;
         self.probes.attach_syscalls()?;
         info!(
             "capturing {} process(es){} into {}",
@@ -156,19 +196,31 @@ impl Session {
             },
             self.config.output.display()
         );
-        Ok(())
+        Ok(events)
     }
 
-    /// Registers a new target process.
-    fn add(&mut self, process: Process) -> Result<()> {
+    /// Reports a problem that does not stop the capture, once.
+    fn warn_once(&mut self, key: String, message: impl FnOnce() -> String) {
+        if self.warned.insert(key) {
+            warn!("{}", message());
+        }
+    }
+
+    /// Registers a target process, again if its pid is a new process.
+    fn add(&mut self, process: Process) {
         // capture itself may descend from a target (`--pid $$`) or sit in a
         // target cgroup; it records nothing of itself.
-        if self.targets.contains(process.pid) || process.pid == std::process::id() {
-            return Ok(());
+        let pid = process.pid;
+        if pid == std::process::id() || (self.targets.is_live(pid) && self.probes.has_pid(pid)) {
+            return;
         }
-        self.probes.add_pid(process.pid)?;
-        self.targets.add(process);
-        Ok(())
+        match self.probes.add_pid(pid) {
+            Ok(()) => {
+                self.targets.add(process);
+            }
+            Err(e) => self
+                .warn_once("add_pid".into(), || format!("{e:#}; some processes are not captured")),
+        }
     }
 
     /// Notes processes forked by targets (the kernel already targets them;
@@ -190,25 +242,41 @@ impl Session {
 
     /// Picks up processes forked by targets and processes that entered a
     /// target cgroup.
-    fn rescan(&mut self) -> Result<()> {
+    fn rescan(&mut self) {
         self.note_forks();
         let mut found = Vec::new();
+        let mut problems = Vec::new();
         for cgroup in &self.cgroups {
-            found.extend(cgroup.processes()?);
+            match cgroup.processes() {
+                Ok(pids) => found.extend(pids),
+                Err(e) => problems.push((cgroup.path.display().to_string(), format!("{e:#}"))),
+            }
             for id in cgroup.ids() {
-                self.probes.add_cgroup(id)?;
+                if let Err(e) = self.probes.add_cgroup(id) {
+                    problems.push(("add_cgroup".into(), format!("{e:#}")));
+                }
             }
         }
-        for pid in found {
-            self.add(Process { pid, comm: local::comm(pid), via: Via::Cgroup, parent: None })?;
+        for (key, message) in problems {
+            self.warn_once(key, || message);
         }
-        Ok(())
+        for pid in found {
+            self.add(Process { pid, comm: local::comm(pid), via: Via::Cgroup, parent: None });
+        }
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
-        while let Some(item) = ring.next() {
+    /// Handles up to a batch of records; returns whether more may be waiting.
+    /// Bounded so that segments, timers and signals are never starved.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
+        for _ in 0..DRAIN_BATCH {
+            let Some(item) = ring.next() else { return false };
             self.recorder.record(&item);
+            drop(item);
+            if self.recorder.rows().payload_bytes() >= SEGMENT_BYTES {
+                return true;
+            }
         }
+        true
     }
 
     /// Turns new ring-full counts into `lost` rows.
@@ -225,12 +293,19 @@ impl Session {
         Ok(())
     }
 
-    fn totals(&self) -> Result<Totals> {
-        let mut totals = Totals { lost_events: self.recorder.stats().lost, ..Totals::default() };
-        for (slot, count) in KernelError::ALL.iter().zip(self.probes.error_totals()?) {
-            totals.kernel_errors.insert(slot.name().into(), count.into());
+    fn totals(&self) -> Totals {
+        let stats = self.recorder.stats();
+        let mut totals = Totals {
+            lost_events: stats.lost,
+            malformed_records: stats.malformed,
+            ..Totals::default()
+        };
+        if let Ok(counts) = self.probes.error_totals() {
+            for (slot, count) in KernelError::ALL.iter().zip(counts) {
+                totals.kernel_errors.insert(slot.name().into(), count.into());
+            }
         }
-        Ok(totals)
+        totals
     }
 
     /// Hands the buffered rows to the writer as one segment.
@@ -243,11 +318,22 @@ impl Session {
         }
         let batch = self.recorder.rows().finish().context("failed to assemble rows")?;
         self.segments_sent += 1;
-        let meta = meta::segment(&self.info, self.segments_sent, &self.targets, &self.totals()?);
+        let totals = self.totals();
+        let meta =
+            meta::segment(&self.info, self.segments_sent, self.targets.take_unreported(), &totals);
         self.writer.segment(batch, meta)
     }
 
-    async fn capture(mut self, ring: RingBuf<MapData>) -> Result<Summary> {
+    /// The once-a-second housekeeping.
+    fn tick(&mut self) -> Result<()> {
+        if let Err(e) = self.account_lost() {
+            self.warn_once("account_lost".into(), || format!("{e:#}"));
+        }
+        self.rescan();
+        self.cut_segment()
+    }
+
+    async fn capture(mut self, ring: RingBuf<MapData>, signals: &mut Signals) -> Result<Summary> {
         let started = Instant::now();
         let progress = Progress::start(self.config.quiet, self.config.duration);
         // SAFETY: the ring buffer owns its fd and keeps it open for as long as
@@ -258,8 +344,6 @@ impl Session {
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut second = interval(SEGMENT_EVERY);
         second.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
-        let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
         let deadline = self.config.duration.map(|d| tokio::time::Instant::now() + d);
         let end = async {
             match deadline {
@@ -269,27 +353,30 @@ impl Session {
         };
         tokio::pin!(end);
 
-        let result: Result<()> = loop {
+        let mut backlog = false;
+        let outcome: Result<()> = loop {
             tokio::select! {
+                biased;
+                _ = signals.recv() => break Ok(()),
+                _ = &mut end => break Ok(()),
+                _ = second.tick() => {
+                    if let Err(e) = self.tick() {
+                        break Err(e);
+                    }
+                    progress.update(started.elapsed(), self.targets.prune(), &self.recorder.stats());
+                }
+                _ = std::future::ready(()), if backlog => backlog = self.drain(ring.get_mut()),
                 guard = ring.readable_mut() => {
                     let mut guard = match guard {
                         Ok(g) => g,
                         Err(e) => break Err(anyhow::Error::new(e).context("failed to poll the ring buffer")),
                     };
-                    self.drain(guard.get_inner_mut());
-                    guard.clear_ready();
-                }
-                _ = poll.tick() => self.drain(ring.get_mut()),
-                _ = second.tick() => {
-                    let step = self.account_lost().and_then(|()| self.rescan()).and_then(|()| self.cut_segment());
-                    if let Err(e) = step {
-                        break Err(e);
+                    backlog = self.drain(guard.get_inner_mut());
+                    if !backlog {
+                        guard.clear_ready();
                     }
-                    progress.update(started.elapsed(), self.targets.alive(), &self.recorder.stats());
                 }
-                _ = &mut end => break Ok(()),
-                _ = sigterm.recv() => break Ok(()),
-                _ = sigint.recv() => break Ok(()),
+                _ = poll.tick() => backlog = self.drain(ring.get_mut()),
             }
             if self.recorder.rows().payload_bytes() >= SEGMENT_BYTES {
                 if let Err(e) = self.cut_segment() {
@@ -299,44 +386,84 @@ impl Session {
         };
         let elapsed = started.elapsed();
         drop(progress);
+        self.stop_recording(ring.get_mut()).await;
+        self.finish(elapsed, outcome.err(), signals).await
+    }
 
-        // Stop recording, then hand over everything still in flight.
-        self.probes.detach_syscalls()?;
-        self.drain(ring.get_mut());
-        self.account_lost()?;
+    /// Detaches the programs and hands over every event already recorded.
+    async fn stop_recording(&mut self, ring: &mut RingBuf<MapData>) {
+        if let Err(e) = self.probes.detach_syscalls() {
+            warn!("{e:#}");
+        }
+        // Programs that were running on other CPUs may still commit records;
+        // the ring is empty only once it stays empty.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut quiet = 0;
+        while quiet < 2 {
+            if self.drain(ring) {
+                if self.recorder.rows().payload_bytes() >= SEGMENT_BYTES {
+                    if let Err(e) = self.cut_segment() {
+                        warn!("{e:#}");
+                        break;
+                    }
+                }
+            } else {
+                quiet += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        if let Err(e) = self.account_lost() {
+            warn!("{e:#}");
+        }
         self.note_forks();
-        if let Err(e) = result.and_then(|()| self.cut_segment()) {
-            let detail = if self.writer.failed() { Some(self.writer.into_error()) } else { None };
-            let e = match detail {
-                Some(d) => d.context(e.to_string()),
+    }
+
+    /// Writes the last segment and merges the file. A second Ctrl-C while
+    /// merging gives up on the merge and leaves the segments.
+    async fn finish(
+        mut self,
+        elapsed: Duration,
+        stopped_early: Option<anyhow::Error>,
+        signals: &mut Signals,
+    ) -> Result<Summary> {
+        let output = self.config.output.clone();
+        let segments_left =
+            || format!("the segments recorded so far are in `{}`", segment_dir(&output).display());
+        if let Err(e) = self.cut_segment() {
+            let e = if self.writer.failed() {
+                self.writer.into_error().context(e.to_string())
+            } else {
+                e
+            };
+            let e = match stopped_early {
+                Some(first) => e.context(format!("{first:#}")),
                 None => e,
             };
-            return Err(e.context(format!(
-                "capture stopped; the segments written so far are in `{}`",
-                segment_dir(&self.config.output).display()
-            )));
+            return Err(e.context(segments_left()));
         }
-        let totals = self.totals()?;
-        let meta = meta::complete(&self.info, self.clock.now_unix_ns(), &self.targets, &totals);
-        let kernel_errors = totals
-            .kernel_errors
+        let totals = self.totals();
+        let meta =
+            meta::complete(&self.info, self.clock.now_unix_ns(), self.targets.processes(), &totals);
+        let kernel_errors = KernelError::ALL
             .iter()
-            .filter_map(|(k, v)| {
-                let n = v.as_u64().unwrap_or(0);
-                let name = KernelError::ALL.iter().map(|e| e.name()).find(|name| name == k)?;
-                (n > 0).then_some((name, n))
+            .filter_map(|e| {
+                let n = totals.kernel_errors.get(e.name()).and_then(|v| v.as_u64()).unwrap_or(0);
+                (n > 0).then_some((e.name(), n))
             })
             .collect();
         let processes = self.targets.len();
         let stats = self.recorder.stats();
-        let output = self.config.output.clone();
-        let size = self.writer.finish(meta).with_context(|| {
-            format!(
-                "failed to write `{}`; the segments are in `{}`",
-                output.display(),
-                segment_dir(&output).display()
-            )
-        })?;
-        Ok(Summary { elapsed, processes, stats, kernel_errors, output, size })
+        let writer = self.writer;
+        let merging = tokio::task::spawn_blocking(move || writer.finish(meta));
+        let size = tokio::select! {
+            joined = merging => joined.context("the writer thread panicked")?,
+            _ = signals.recv() => {
+                let _ = std::fs::remove_file(merge::temporary(&output));
+                eprintln!("interrupted while writing `{}`; {}", output.display(), segments_left());
+                std::process::exit(130);
+            }
+        }
+        .with_context(|| format!("failed to write `{}`; {}", output.display(), segments_left()))?;
+        Ok(Summary { elapsed, processes, stats, kernel_errors, output, size, stopped_early })
     }
 }

@@ -28,9 +28,10 @@ impl Writer {
     /// Starts the thread; it writes segments into `segments` and, on
     /// [`Writer::finish`], merges them into `output`.
     pub fn spawn(segments: Segments, output: PathBuf) -> Result<Self> {
-        // A few batches of slack; beyond that the reader waits, the ring
-        // buffer fills up, and the kernel counts what it drops.
-        let (tx, rx) = sync_channel::<Msg>(4);
+        // One batch of slack, so at most about two seconds are unwritten at
+        // any time; beyond that the reader waits, the ring buffer fills up,
+        // and the kernel counts what it drops.
+        let (tx, rx) = sync_channel::<Msg>(1);
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || -> Result<Option<u64>> {

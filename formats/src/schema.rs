@@ -26,7 +26,8 @@ pub mod meta {
     /// RFC 3339 wall-clock times of the capture window.
     pub const START: &str = "podtap.start";
     pub const END: &str = "podtap.end";
-    /// JSON: the targets asked for and the processes they resolved to.
+    /// JSON: the targets asked for and the processes they resolved to (in a
+    /// segment, only the processes found since the previous segment).
     pub const TARGETS: &str = "podtap.targets";
     /// JSON: the options the capture ran with.
     pub const OPTIONS: &str = "podtap.options";
@@ -34,6 +35,8 @@ pub mod meta {
     pub const LOST_EVENTS: &str = "podtap.lost_events";
     /// JSON object: kernel-side counters of partly recorded events, by name.
     pub const KERNEL_ERRORS: &str = "podtap.kernel_errors";
+    /// Ring buffer records the writer could not parse and dropped.
+    pub const MALFORMED_RECORDS: &str = "podtap.malformed_records";
     /// `"complete"` for a finished capture, `"segment"` for a part written while
     /// the capture was running (see the crash-safety notes in SPEC §3).
     pub const STATE: &str = "podtap.state";

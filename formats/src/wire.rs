@@ -91,6 +91,9 @@ pub const FLAG_PAYLOAD_IOV_LIMIT: u32 = 1 << 1;
 /// `EventHeader::flags`: the TCP sequence number could not be read; `seq`
 /// continues from the previous event of the direction instead.
 pub const FLAG_SEQ_ESTIMATED: u32 = 1 << 2;
+/// `EventHeader::flags`: the target discarded the bytes it received
+/// (`MSG_TRUNC`); there is nothing to keep.
+pub const FLAG_PAYLOAD_DISCARDED: u32 = 1 << 3;
 
 /// Address family values used in `EventHeader::family` (Linux `AF_*`).
 pub const AF_INET: u8 = 2;
@@ -145,6 +148,9 @@ pub struct KernelOffsets {
     pub task_files: u32,
     pub task_pid: u32,
     pub task_tgid: u32,
+    pub task_signal: u32,
+    /// `signal_struct.live`: threads of the process still running.
+    pub signal_live: u32,
     pub files_fdt: u32,
     pub fdtable_max_fds: u32,
     pub fdtable_fd: u32,
@@ -171,7 +177,7 @@ pub struct KernelOffsets {
     pub tcp_copied_seq: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 26 * 4);
 
 impl KernelOffsets {
     /// All offsets zero: the value the programs are compiled with, always
@@ -180,6 +186,8 @@ impl KernelOffsets {
         task_files: 0,
         task_pid: 0,
         task_tgid: 0,
+        task_signal: 0,
+        signal_live: 0,
         files_fdt: 0,
         fdtable_max_fds: 0,
         fdtable_fd: 0,
@@ -216,7 +224,7 @@ pub struct CaptureConfig {
     pub offsets: KernelOffsets,
 }
 
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 8 + 24 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 8 + 26 * 4);
 
 impl CaptureConfig {
     /// The compiled-in placeholder, replaced at load time.
@@ -283,8 +291,8 @@ mod tests {
 
     #[test]
     fn config_layout_is_fixed() {
-        assert_eq!(core::mem::size_of::<KernelOffsets>(), 96);
-        assert_eq!(core::mem::size_of::<CaptureConfig>(), 104);
+        assert_eq!(core::mem::size_of::<KernelOffsets>(), 104);
+        assert_eq!(core::mem::size_of::<CaptureConfig>(), 112);
         assert_eq!(core::mem::offset_of!(CaptureConfig, offsets), 8);
     }
 

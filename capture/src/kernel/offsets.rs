@@ -198,6 +198,8 @@ fn resolve(r: &Resolver) -> Result<KernelOffsets, OffsetError> {
         task_files: r.offset("task_struct", "files", 8)?,
         task_pid: r.offset("task_struct", "pid", 4)?,
         task_tgid: r.offset("task_struct", "tgid", 4)?,
+        task_signal: r.offset("task_struct", "signal", 8)?,
+        signal_live: r.offset("signal_struct", "live", 4)?,
         files_fdt: r.offset("files_struct", "fdt", 8)?,
         fdtable_max_fds: r.offset("fdtable", "max_fds", 4)?,
         fdtable_fd: r.offset("fdtable", "fd", 8)?,

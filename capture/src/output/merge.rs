@@ -11,20 +11,31 @@ use parquet::{
 
 use super::{
     create_private,
-    segments::{properties, Segments},
+    segments::{properties, sync_dir, Segments},
 };
 
 /// Writes every segment, in order, into `output` with `metadata`, then removes
 /// the segment directory. The file appears under its final name only when it
 /// is complete (written to a temporary name, synced, renamed).
 pub fn merge(segments: Segments, output: &Path, metadata: Vec<KeyValue>) -> Result<u64> {
-    let tmp = {
-        let mut name = output.as_os_str().to_owned();
-        name.push(".tmp");
-        std::path::PathBuf::from(name)
-    };
+    let tmp = temporary(output);
+    let result = write(&segments, output, &tmp, metadata);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The name the merged file has until it is complete.
+pub fn temporary(output: &Path) -> std::path::PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".tmp");
+    std::path::PathBuf::from(name)
+}
+
+fn write(segments: &Segments, output: &Path, tmp: &Path, metadata: Vec<KeyValue>) -> Result<u64> {
     let file =
-        create_private(&tmp).with_context(|| format!("failed to create `{}`", tmp.display()))?;
+        create_private(tmp).with_context(|| format!("failed to create `{}`", tmp.display()))?;
     let mut writer = ArrowWriter::try_new(file, capture_schema(), Some(properties(metadata)))
         .context("failed to start the capture file")?;
     for path in segments.paths() {
@@ -42,9 +53,11 @@ pub fn merge(segments: Segments, output: &Path, metadata: Vec<KeyValue>) -> Resu
     let file = writer.into_inner().context("failed to finish the capture file")?;
     file.sync_all().with_context(|| format!("failed to sync `{}`", tmp.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    fs::rename(&tmp, output).with_context(|| {
+    fs::rename(tmp, output).with_context(|| {
         format!("failed to rename `{}` to `{}`", tmp.display(), output.display())
     })?;
+    // The new name must be on disk before the segments go away.
+    sync_dir(output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     fs::remove_dir_all(segments.dir()).with_context(|| {
         format!("failed to remove segment directory `{}`", segments.dir().display())
     })?;

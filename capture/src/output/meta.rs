@@ -8,7 +8,7 @@ use parquet::file::metadata::KeyValue;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{cli::Config, targets::TargetSet};
+use crate::{cli::Config, targets::Process};
 
 /// What is known about a capture when it starts.
 #[derive(Clone, Debug)]
@@ -47,6 +47,9 @@ impl CaptureInfo {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
     pub lost_events: u64,
+    /// Ring buffer records `capture` could not parse (a podtap bug if ever
+    /// non-zero).
+    pub malformed_records: u64,
     pub kernel_errors: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -60,14 +63,15 @@ fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue::new(key.to_string(), value.into())
 }
 
-/// Metadata of a segment written while the capture runs.
+/// Metadata of a segment written while the capture runs. `processes` are the
+/// targets found since the previous segment (the complete file lists all).
 pub fn segment(
     info: &CaptureInfo,
     number: u32,
-    targets: &TargetSet,
+    processes: &[Process],
     totals: &Totals,
 ) -> Vec<KeyValue> {
-    let mut out = common(info, targets, totals);
+    let mut out = common(info, processes, totals);
     out.push(kv(meta::STATE, "segment"));
     out.push(kv(meta::SEGMENT, number.to_string()));
     out
@@ -77,17 +81,16 @@ pub fn segment(
 pub fn complete(
     info: &CaptureInfo,
     end_unix_ns: i64,
-    targets: &TargetSet,
+    processes: &[Process],
     totals: &Totals,
 ) -> Vec<KeyValue> {
-    let mut out = common(info, targets, totals);
+    let mut out = common(info, processes, totals);
     out.push(kv(meta::STATE, "complete"));
     out.push(kv(meta::END, rfc3339(end_unix_ns)));
     out
 }
 
-fn common(info: &CaptureInfo, targets: &TargetSet, totals: &Totals) -> Vec<KeyValue> {
-    let processes: Vec<_> = targets.processes().collect();
+fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<KeyValue> {
     let mut targets_json = info.targets_asked.clone();
     targets_json["processes"] = json!(processes);
     vec![
@@ -104,6 +107,7 @@ fn common(info: &CaptureInfo, targets: &TargetSet, totals: &Totals) -> Vec<KeyVa
             meta::KERNEL_ERRORS,
             serde_json::Value::Object(totals.kernel_errors.clone()).to_string(),
         ),
+        kv(meta::MALFORMED_RECORDS, totals.malformed_records.to_string()),
     ]
 }
 

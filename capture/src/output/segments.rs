@@ -87,7 +87,16 @@ impl Segments {
         let file = writer.into_inner().context("failed to finish a Parquet segment")?;
         file.sync_all().with_context(|| format!("failed to sync `{}`", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("failed to rename `{}`", tmp.display()))?;
+        sync_dir(&self.dir)?;
         self.written.push(path);
         Ok(())
     }
+}
+
+/// Makes a rename inside `dir` durable: without it a crash can lose the new
+/// name even though the file's data was synced.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync directory `{}`", dir.display()))
 }
