@@ -103,9 +103,16 @@ pub fn refresh_addresses(sk: u64, conn: &mut Conn) {
 /// Stream offset of a chunk of `len` bytes that started at TCP sequence
 /// number `seq32` in direction `dir` (0 ingress, 1 egress); `None` when the
 /// kernel's number could not be read (the chunk is placed where the stream
-/// stands).
+/// stands). `fin_received`: the peer's FIN has arrived, and the read that
+/// consumes it also advances the sequence number by one for the FIN itself.
 #[inline(always)]
-pub fn advance(conn: &mut Conn, dir: usize, seq32: Option<u32>, len: u64) -> u64 {
+pub fn advance(
+    conn: &mut Conn,
+    dir: usize,
+    seq32: Option<u32>,
+    len: u64,
+    fin_received: bool,
+) -> u64 {
     let dir = dir & 1;
     let hint = conn.hint[dir];
     let start = match seq32 {
@@ -123,6 +130,9 @@ pub fn advance(conn: &mut Conn, dir: usize, seq32: Option<u32>, len: u64) -> u64
                 start += WRAP;
             } else if start > hint + HALF && start >= WRAP {
                 start -= WRAP;
+            }
+            if fin_received && start == hint + 1 {
+                start = hint;
             }
             start
         }

@@ -86,6 +86,13 @@ pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
     }
 }
 
+/// Whether a sock in this TCP state has received its peer's FIN
+/// (TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING).
+#[inline(always)]
+pub fn fin_received(state: u8) -> bool {
+    matches!(state, 6 | 7 | 8 | 9 | 11)
+}
+
 /// TCP state of a sock (`skc_state`).
 #[inline(always)]
 pub fn sk_state(sk: u64) -> u8 {

@@ -138,7 +138,8 @@ fn on_data_exit(
     // sharing the socket may update it concurrently.
     let conn = unsafe { &mut *conn };
     conn::refresh_addresses(sk, conn);
-    let seq = conn::advance(conn, dir, start, size);
+    let fin = direction == Direction::Ingress && kernel::fin_received(kernel::sk_state(sk));
+    let seq = conn::advance(conn, dir, start, size, fin);
 
     let mut flags = if start.is_none() { FLAG_SEQ_ESTIMATED } else { 0 };
     let source = if recv_flags & MSG_TRUNC != 0 {

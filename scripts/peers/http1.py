@@ -18,11 +18,17 @@
         waits for a line on stdin), and "done" at the end. With --log, writes
         every byte sent (sent.bin) and received (recv.bin), and marks.json with
         how many of them came before the pause.
+        --wait: print "ready" and wait for a line on stdin before connecting.
+        --nonblocking-connect: connect the way event loops do (EINPROGRESS).
+        --half-close: send every request (the last with "Connection: close"),
+        shut down the sending side, wait, then read the responses to the end.
 """
 import argparse
+import errno
 import http.server
 import json
 import os
+import select
 import socket
 import socketserver
 import sys
@@ -163,12 +169,53 @@ def build_request(spec, port, host="127.0.0.1"):
     return f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: podtap-test\r\n\r\n".encode()
 
 
+def connect(args):
+    if not args.nonblocking_connect:
+        return socket.create_connection((args.host, args.port))
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    err = sock.connect_ex((args.host, args.port))
+    assert err in (0, errno.EINPROGRESS), os.strerror(err)
+    select.select([], [sock], [], 5)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    assert err == 0, os.strerror(err)
+    # A second connect() on the finished socket, as some event loops do.
+    sock.connect_ex((args.host, args.port))
+    sock.setblocking(True)
+    return sock
+
+
+def half_close(args, sock, specs, sent, recv):
+    for i, spec in enumerate(specs):
+        request = build_request(spec, args.port, args.host)
+        if i == len(specs) - 1:
+            request = request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        sock.sendall(request)
+        sent += request
+    sock.shutdown(socket.SHUT_WR)
+    # The server answers and closes meanwhile: its FIN and the responses wait
+    # in this socket's receive queue.
+    time.sleep(0.5)
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        recv += data
+
+
 def client(args):
-    sock = socket.create_connection((args.host, args.port))
+    if args.wait:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    sock = connect(args)
     print(f"local {sock.getsockname()[1]}", flush=True)
     sent, recv, rest = bytearray(), bytearray(), b""
     marks = {"sent_before_pause": 0, "recv_before_pause": 0}
     specs = args.spec * args.repeat
+    if args.half_close:
+        half_close(args, sock, specs, sent, recv)
+        specs = []
     for i, spec in enumerate(specs):
         if i == args.pause_after:
             marks = {"sent_before_pause": len(sent), "recv_before_pause": len(recv)}
@@ -212,6 +259,9 @@ def main():
     c.add_argument("--repeat", type=int, default=1)
     c.add_argument("--interval", type=float, default=0, help="seconds to wait between requests")
     c.add_argument("--hold", action="store_true", help="wait for a line on stdin before closing")
+    c.add_argument("--wait", action="store_true")
+    c.add_argument("--nonblocking-connect", action="store_true")
+    c.add_argument("--half-close", action="store_true")
     c.add_argument("spec", nargs="+")
     args = parser.parse_args()
     if args.command == "server":

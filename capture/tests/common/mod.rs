@@ -43,7 +43,12 @@ pub struct Peer {
 
 impl Peer {
     fn spawn(args: &[&str]) -> Peer {
-        let script = repo_root().join("scripts/peers/http1.py");
+        Peer::spawn_script("http1.py", args)
+    }
+
+    /// Runs `scripts/peers/SCRIPT ARGS`.
+    pub fn spawn_script(script: &str, args: &[&str]) -> Peer {
+        let script = repo_root().join("scripts/peers").join(script);
         let mut child = Command::new("python3")
             .arg(script)
             .args(args)
@@ -65,6 +70,16 @@ impl Peer {
         let line = peer.expect_line("port ");
         let port = line.trim_start_matches("port ").trim().parse().unwrap();
         (peer, port)
+    }
+
+    /// Starts a client that waits for [`Peer::resume`] before connecting.
+    pub fn waiting_client(port: u16, args: &[&str]) -> Peer {
+        let port = port.to_string();
+        let mut all = vec!["client", "--wait", "--port", &port];
+        all.extend_from_slice(args);
+        let mut peer = Peer::spawn(&all);
+        peer.expect_line("ready");
+        peer
     }
 
     /// Starts a client; returns it and its local port (the connection is open).
