@@ -22,29 +22,19 @@ const REQUESTS: &[&str] = &[
 #[test]
 fn keep_alive_streams_are_recorded_byte_for_byte() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--max-payload",
-        "65536",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let cap = run.capture(server.pid(), &["--max-payload", "65536"]);
 
-    let mut args = vec!["--log", log.to_str().unwrap()];
+    let mut args = vec!["--log", run.log_arg()];
     args.extend_from_slice(REQUESTS);
     let (client, local_port) = Peer::client(port, &args);
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
-    assert!(done.stderr.contains("wrote"), "no summary: {}", done.stderr);
+    let stderr = run.stop(cap);
+    assert!(stderr.contains("wrote"), "no summary: {}", stderr);
 
-    let file = read_capture(&out);
-    let (sent, recv, _) = client_log(&log);
+    let file = run.read();
+    let (sent, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(local_port).expect("the client's connection was captured");
 
     let (ingress, holes_in) = file.stream(conn, "ingress");
@@ -100,17 +90,15 @@ fn keep_alive_streams_are_recorded_byte_for_byte() {
     assert!(file.meta["podtap.targets"].contains(&format!("\"pid\":{}", server.pid())));
 
     // Private file, segments merged and gone.
-    let mode = fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(&run.out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(!dir.path().join("run.parquet.d").exists());
+    assert!(!run.dir.path().join("run.parquet.d").exists());
 }
 
 #[test]
 fn a_connection_opened_before_the_capture_is_captured_from_then_on() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
     // Two requests before the capture, three after; the server's handler
     // thread sits blocked in read() on this connection when the capture starts.
@@ -118,7 +106,7 @@ fn a_connection_opened_before_the_capture_is_captured_from_then_on() {
         port,
         &[
             "--log",
-            log.to_str().unwrap(),
+            run.log_arg(),
             "--pause-after",
             "2",
             "--repeat",
@@ -132,21 +120,13 @@ fn a_connection_opened_before_the_capture_is_captured_from_then_on() {
     );
     client.expect_line("paused");
     std::thread::sleep(Duration::from_millis(200));
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--max-payload",
-        "65536",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let cap = run.capture(server.pid(), &["--max-payload", "65536"]);
     client.resume();
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let (sent, recv, marks) = client_log(&log);
+    let file = run.read();
+    let (sent, recv, marks) = client_log(&run.log);
     let sent_after = &sent[marks["sent_before_pause"].as_u64().unwrap() as usize..];
     let recv_after = &recv[marks["recv_before_pause"].as_u64().unwrap() as usize..];
     let conn = file.conn_with_port(local_port).expect("the pre-existing connection was captured");
@@ -178,20 +158,18 @@ fn a_connection_opened_before_the_capture_is_captured_from_then_on() {
 #[test]
 fn children_forked_after_the_start_are_captured_and_other_processes_are_not() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let (forking, port) = Peer::server(&["--mode", "forking"]);
     let (bystander, other_port) = Peer::server(&[]);
-    let cap = Capture::start(&["--pid", &forking.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(forking.pid(), &[]);
 
     let (client, local_port) = Peer::client(port, &["GET /bytes/2000", "GET /"]);
     client.finish();
     let (client, other_local) = Peer::client(other_port, &["GET /bytes/2000", "GET /"]);
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
+    let file = run.read();
     let conn = file.conn_with_port(local_port).expect("the forked child's connection was captured");
     let handlers: Vec<u32> = file.chunks(conn, "egress").iter().filter_map(|r| r.pid).collect();
     assert!(!handlers.is_empty());
@@ -213,28 +191,16 @@ fn children_forked_after_the_start_are_captured_and_other_processes_are_not() {
 #[test]
 fn max_payload_keeps_the_true_size_and_the_first_bytes() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--max-payload",
-        "64",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let (client, local_port) = Peer::client(
-        port,
-        &["--log", log.to_str().unwrap(), "GET /bytes/50000", "POST /echo 20000"],
-    );
+    let cap = run.capture(server.pid(), &["--max-payload", "64"]);
+    let (client, local_port) =
+        Peer::client(port, &["--log", run.log_arg(), "GET /bytes/50000", "POST /echo 20000"]);
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let (sent, recv, _) = client_log(&log);
+    let file = run.read();
+    let (sent, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(local_port).unwrap();
     for (direction, truth) in [("egress", &recv), ("ingress", &sent)] {
         let chunks = file.chunks(conn, direction);
@@ -261,10 +227,9 @@ fn max_payload_keeps_the_true_size_and_the_first_bytes() {
 #[test]
 fn moderate_load_loses_nothing() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
-    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(server.pid(), &[]);
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(Peer::client(port, &["--repeat", "300", "GET /bytes/3000", "POST /echo 500"]));
@@ -273,10 +238,9 @@ fn moderate_load_loses_nothing() {
     for (client, _) in clients {
         client.finish();
     }
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
+    let file = run.read();
     assert_eq!(file.lost_total(), 0);
     assert_eq!(file.meta["podtap.lost_events"], "0");
     for port in ports {
@@ -295,30 +259,18 @@ fn moderate_load_loses_nothing() {
 #[test]
 fn a_tiny_ring_buffer_loses_events_and_says_so() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
     // One page of ring buffer cannot hold a 16 KiB event.
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--ring-buffer-size",
-        "4096",
-        "--max-payload",
-        "16384",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let cap = run.capture(server.pid(), &["--ring-buffer-size", "4096", "--max-payload", "16384"]);
     let (client, local_port) = Peer::client(
         port,
-        &["--log", log.to_str().unwrap(), "--repeat", "20", "GET /bytes/100000", "GET /"],
+        &["--log", run.log_arg(), "--repeat", "20", "GET /bytes/100000", "GET /"],
     );
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    let stderr = run.stop(cap);
 
-    let file = read_capture(&out);
+    let file = run.read();
     let lost = file.lost_total();
     assert!(lost > 0, "no lost rows");
     assert_eq!(file.meta["podtap.lost_events"], lost.to_string());
@@ -327,48 +279,33 @@ fn a_tiny_ring_buffer_loses_events_and_says_so() {
         .iter()
         .filter(|r| r.kind == "lost")
         .all(|r| r.cpu.is_some() && r.conn_id.is_none()));
-    assert!(done.stderr.contains(&format!("{lost} lost")), "summary: {}", done.stderr);
+    assert!(stderr.contains(&format!("{lost} lost")), "summary: {}", stderr);
 
     // What was kept is still right, and what was lost is a visible hole.
-    let (_, recv, _) = client_log(&log);
+    let (_, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(local_port).unwrap();
     let (_, holes) = file.stream(conn, "egress");
     assert!(!holes.is_empty(), "lost events show up as holes in seq");
-    for r in file.chunks(conn, "egress") {
-        let seq = r.seq.unwrap() as usize;
-        let payload = r.payload.as_ref().unwrap();
-        assert_eq!(payload.as_slice(), &recv[seq..seq + payload.len()]);
-    }
+    assert_chunks_match(&file, conn, "egress", &recv);
 }
 
 #[test]
 fn only_tcp_is_recorded_over_ipv6_too() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     // Every request also makes the server send UDP, use a unix socket pair
     // and write a file: none of it may appear.
     let (server, port) = Peer::server(&["--host", "::1", "--noise"]);
-    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(server.pid(), &[]);
     let (client, local_port) = Peer::client(
         port,
-        &[
-            "--host",
-            "::1",
-            "--log",
-            log.to_str().unwrap(),
-            "GET /",
-            "POST /echo 2000",
-            "GET /bytes/3000",
-        ],
+        &["--host", "::1", "--log", run.log_arg(), "GET /", "POST /echo 2000", "GET /bytes/3000"],
     );
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "capture failed: {}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let (sent, recv, _) = client_log(&log);
+    let file = run.read();
+    let (sent, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(local_port).expect("the IPv6 connection was captured");
     let row = file.chunks(conn, "egress")[0];
     assert_eq!(row.local_addr.as_deref(), Some(format!("[::1]:{port}").as_str()));

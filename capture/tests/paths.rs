@@ -16,37 +16,25 @@ const FLAG_PAYLOAD_DISCARDED: u32 = 1 << 3;
 #[test]
 fn every_traced_syscall_is_recorded_byte_for_byte() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
-    let mut server = Peer::spawn_script("syscalls.py", &["server"]);
-    let port: u16 = server.expect_line("port ").trim_start_matches("port ").trim().parse().unwrap();
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--max-payload",
-        "65536",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    // The server cycles through recv+MSG_PEEK, read, readv, recvmsg, recv_into
-    // for reading and write, writev, sendmsg, send for writing.
+    let run = Run::new();
+    let (server, port) = Peer::syscalls_server();
+    let cap = run.capture(server.pid(), &["--max-payload", "65536"]);
+    // The server reads with recv after a recv(MSG_PEEK), read, readv, recvmsg
+    // and recv_into in turn, and writes with write, writev, sendmsg and send.
     // Frames stay below the 64 KiB payload cap, so every byte is kept.
-    let specs =
-        ["E:100", "E:60000", "E:3", "E:20000", "E:1", "E:9000", "E:4000", "E:64", "E:12345", "E:7"];
-    let port_s = port.to_string();
-    let mut args = vec!["client", "--port", &port_s, "--log", log.to_str().unwrap()];
-    args.extend_from_slice(&specs);
-    let mut client = Peer::spawn_script("syscalls.py", &args);
-    let local: u16 =
-        client.expect_line("local ").trim_start_matches("local ").trim().parse().unwrap();
-    client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "{}", done.stderr);
+    let local = Peer::syscalls_client(
+        port,
+        &run.log,
+        &[
+            "E:100", "E:60000", "E:3", "E:20000", "E:1", "E:9000", "E:4000", "E:64", "E:12345",
+            "E:7",
+        ],
+    );
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let sent = fs::read(log.join("sent.bin")).unwrap();
-    let recv = fs::read(log.join("recv.bin")).unwrap();
+    let file = run.read();
+    let sent = fs::read(run.log.join("sent.bin")).unwrap();
+    let recv = fs::read(run.log.join("recv.bin")).unwrap();
     let conn = file.conn_with_port(local).unwrap();
     // A recorded peek would overlap the read that follows it; `stream`
     // refuses overlaps.
@@ -62,64 +50,30 @@ fn every_traced_syscall_is_recorded_byte_for_byte() {
 #[test]
 fn sendfile_bytes_are_a_hole_and_msg_trunc_keeps_no_payload() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
-    let mut server = Peer::spawn_script("syscalls.py", &["server"]);
-    let port: u16 = server.expect_line("port ").trim_start_matches("port ").trim().parse().unwrap();
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--max-payload",
-        "65536",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let port_s = port.to_string();
-    let mut client = Peer::spawn_script(
-        "syscalls.py",
-        &[
-            "client",
-            "--port",
-            &port_s,
-            "--log",
-            log.to_str().unwrap(),
-            "E:500",
-            "F:30000",
-            "E:200",
-            "D:5000",
-            "E:300",
-        ],
-    );
-    let local: u16 =
-        client.expect_line("local ").trim_start_matches("local ").trim().parse().unwrap();
-    client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "{}", done.stderr);
+    let run = Run::new();
+    let (server, port) = Peer::syscalls_server();
+    let cap = run.capture(server.pid(), &["--max-payload", "65536"]);
+    let local =
+        Peer::syscalls_client(port, &run.log, &["E:500", "F:30000", "E:200", "D:5000", "E:300"]);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let recv = fs::read(log.join("recv.bin")).unwrap();
+    let file = run.read();
+    let recv = fs::read(run.log.join("recv.bin")).unwrap();
     let files: Vec<(u64, u64)> =
-        serde_json::from_str(&fs::read_to_string(log.join("files.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(run.log.join("files.json")).unwrap()).unwrap();
     let conn = file.conn_with_port(local).unwrap();
 
     // sendfile() is not traced: its bytes are a hole of exactly their size,
     // and everything after it still lines up.
     let (_, holes) = file.stream(conn, "egress");
     assert_eq!(holes, files, "egress holes");
-    for r in file.chunks(conn, "egress") {
-        let seq = r.seq.unwrap() as usize;
-        let payload = r.payload.as_ref().unwrap();
-        assert_eq!(payload.as_slice(), &recv[seq..seq + payload.len()], "egress at {seq}");
-    }
+    assert_chunks_match(&file, conn, "egress", &recv);
 
     // The 5000 bytes the server discarded with MSG_TRUNC: counted, flagged,
     // nothing kept.
-    let discarded: Vec<_> = file
-        .chunks(conn, "ingress")
-        .into_iter()
-        .filter(|r| r.flags & FLAG_PAYLOAD_DISCARDED != 0)
-        .collect();
+    let chunks = file.chunks(conn, "ingress");
+    let discarded: Vec<_> =
+        chunks.iter().filter(|r| r.flags & FLAG_PAYLOAD_DISCARDED != 0).collect();
     assert_eq!(discarded.iter().map(|r| r.size).sum::<u64>(), 5000);
     assert!(discarded.iter().all(|r| r.payload.as_deref() == Some(&[][..])));
     let (_, holes) = file.stream(conn, "ingress");
@@ -133,39 +87,28 @@ fn sendfile_bytes_are_a_hole_and_msg_trunc_keeps_no_payload() {
 #[test]
 fn the_client_side_records_connect_and_close() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (_server, port) = Peer::server(&[]);
     let mut client = Peer::waiting_client(
         port,
         &[
             "--nonblocking-connect",
             "--log",
-            log.to_str().unwrap(),
+            run.log_arg(),
             "GET /bytes/40000",
             "POST /echo 3000",
             "GET /",
         ],
     );
-    let cap = Capture::start(&[
-        "--pid",
-        &client.pid().to_string(),
-        "--max-payload",
-        "65536",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let cap = run.capture(client.pid(), &["--max-payload", "65536"]);
     client.resume();
-    let local: u16 =
-        client.expect_line("local ").trim_start_matches("local ").trim().parse().unwrap();
+    let local = client.expect_number("local ");
     let client_pid = client.pid();
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "{}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let (sent, recv, _) = client_log(&log);
+    let file = run.read();
+    let (sent, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(port).expect("the client's connection was captured");
     let rows: Vec<_> = file.rows.iter().filter(|r| r.conn_id == Some(conn)).collect();
     let connects: Vec<_> = rows.iter().filter(|r| r.kind == "connect").collect();
@@ -185,25 +128,22 @@ fn the_client_side_records_connect_and_close() {
 #[test]
 fn a_half_closed_socket_is_read_to_the_end_as_one_connection() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
-    let log = dir.path().join("client");
+    let run = Run::new();
     let (_server, port) = Peer::server(&[]);
     // The client sends, shuts down its side and reads only after the server
     // answered and closed: the socket has reached TCP_CLOSE by then, with the
     // responses still queued.
     let mut client = Peer::waiting_client(
         port,
-        &["--half-close", "--log", log.to_str().unwrap(), "GET /bytes/30000", "GET /"],
+        &["--half-close", "--log", run.log_arg(), "GET /bytes/30000", "GET /"],
     );
-    let cap = Capture::start(&["--pid", &client.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(client.pid(), &[]);
     client.resume();
     client.finish();
-    let done = cap.stop();
-    assert!(done.status.success(), "{}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
-    let (_, recv, _) = client_log(&log);
+    let file = run.read();
+    let (_, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(port).unwrap();
     let conns: std::collections::BTreeSet<u64> =
         file.rows.iter().filter_map(|r| r.conn_id).collect();
@@ -214,9 +154,5 @@ fn a_half_closed_socket_is_read_to_the_end_as_one_connection() {
     assert_eq!(chunks[0].seq, Some(0));
     let end = chunks.last().map(|r| r.seq.unwrap() + r.size).unwrap();
     assert_eq!(end, recv.len() as u64, "every received byte is accounted for, at its offset");
-    for r in &chunks {
-        let seq = r.seq.unwrap() as usize;
-        let payload = r.payload.as_ref().unwrap();
-        assert_eq!(payload.as_slice(), &recv[seq..seq + payload.len()]);
-    }
+    assert_chunks_match(&file, conn, "ingress", &recv);
 }

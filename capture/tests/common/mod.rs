@@ -67,9 +67,35 @@ impl Peer {
         let mut all = vec!["server"];
         all.extend_from_slice(args);
         let mut peer = Peer::spawn(&all);
-        let line = peer.expect_line("port ");
-        let port = line.trim_start_matches("port ").trim().parse().unwrap();
+        let port = peer.expect_number("port ");
         (peer, port)
+    }
+
+    /// Starts the framed echo server of `syscalls.py`; returns it and its port.
+    pub fn syscalls_server() -> (Peer, u16) {
+        let mut peer = Peer::spawn_script("syscalls.py", &["server"]);
+        let port = peer.expect_number("port ");
+        (peer, port)
+    }
+
+    /// Runs the `syscalls.py` client to the end; returns its local port.
+    pub fn syscalls_client(port: u16, log: &Path, specs: &[&str]) -> u16 {
+        let port = port.to_string();
+        let mut args = vec!["client", "--port", &port, "--log", log.to_str().unwrap()];
+        args.extend_from_slice(specs);
+        let mut client = Peer::spawn_script("syscalls.py", &args);
+        let local = client.expect_number("local ");
+        client.finish();
+        local
+    }
+
+    /// Reads stdout until a line `PREFIX NUMBER` and returns the number.
+    pub fn expect_number(&mut self, prefix: &str) -> u16 {
+        let line = self.expect_line(prefix);
+        line.trim_start_matches(prefix)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad line {line:?}"))
     }
 
     /// Starts a client that waits for [`Peer::resume`] before connecting.
@@ -88,8 +114,7 @@ impl Peer {
         let mut all = vec!["client", "--port", &port];
         all.extend_from_slice(args);
         let mut peer = Peer::spawn(&all);
-        let line = peer.expect_line("local ");
-        let local = line.trim_start_matches("local ").trim().parse().unwrap();
+        let local = peer.expect_number("local ");
         (peer, local)
     }
 
@@ -400,6 +425,57 @@ impl CaptureFile {
 /// A fresh directory for one test's files.
 pub fn workdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("podtap-test-").tempdir().unwrap()
+}
+
+/// One test's files: the capture file and the client's byte logs.
+pub struct Run {
+    pub dir: tempfile::TempDir,
+    pub out: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Run {
+    pub fn new() -> Run {
+        let dir = workdir();
+        let out = dir.path().join("run.parquet");
+        let log = dir.path().join("client");
+        Run { dir, out, log }
+    }
+
+    pub fn log_arg(&self) -> &str {
+        self.log.to_str().unwrap()
+    }
+
+    /// Starts `capture --pid PID EXTRA... -o OUT` and waits until it records.
+    pub fn capture(&self, pid: u32, extra: &[&str]) -> Capture {
+        let pid = pid.to_string();
+        let mut args = vec!["--pid", &pid];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", self.out.to_str().unwrap()]);
+        Capture::start(&args)
+    }
+
+    /// Ctrl-C to a capture, which must succeed; returns its stderr.
+    pub fn stop(&self, cap: Capture) -> String {
+        let done = cap.stop();
+        assert!(done.status.success(), "capture failed: {}", done.stderr);
+        done.stderr
+    }
+
+    pub fn read(&self) -> CaptureFile {
+        read_capture(&self.out)
+    }
+}
+
+/// Asserts that every chunk of one direction holds the bytes `truth` has at
+/// that chunk's offset (for captures with holes or cut payloads).
+pub fn assert_chunks_match(file: &CaptureFile, conn: u64, direction: &str, truth: &[u8]) {
+    for r in file.chunks(conn, direction) {
+        let seq = r.seq.unwrap() as usize;
+        let payload = r.payload.as_ref().unwrap();
+        assert!(seq + payload.len() <= truth.len(), "{direction} chunk at {seq} runs past the end");
+        assert_eq!(payload.as_slice(), &truth[seq..seq + payload.len()], "{direction} at {seq}");
+    }
 }
 
 /// Reads the byte logs a client wrote with `--log`.
