@@ -36,8 +36,8 @@ fn next_conn_id() -> u64 {
 /// A fresh entry for `sk`, replacing any stale one: `connect` and `accept`
 /// start a new connection.
 #[inline(always)]
-pub fn start(sk: u64, origin: u32) -> Option<*mut Conn> {
-    insert(sk, origin, None, 0)
+pub fn start(sk: u64, by_connect: bool) -> Option<*mut Conn> {
+    insert(sk, by_connect as u32, None, 0)
 }
 
 /// The entry for `sk`, created on first sight for connections that were
@@ -52,13 +52,13 @@ pub fn get_or_insert(sk: u64, first: Option<(usize, u32)>) -> Option<*mut Conn> 
 }
 
 #[inline(always)]
-fn insert(sk: u64, origin: u32, first: Option<(usize, u32)>, flags: u64) -> Option<*mut Conn> {
+fn insert(sk: u64, by_connect: u32, first: Option<(usize, u32)>, flags: u64) -> Option<*mut Conn> {
     let mut conn = Conn {
         conn_id: next_conn_id(),
         hint: [0; 2],
         base: [0; 2],
         base_set: 0,
-        origin,
+        by_connect,
         family: 0,
         _pad: [0; 1],
         local_port: 0,
@@ -84,12 +84,14 @@ fn insert(sk: u64, origin: u32, first: Option<(usize, u32)>, flags: u64) -> Opti
         conn.base[dir & 1] = seq;
         conn.base_set |= 1 << (dir & 1);
     }
-    // With BPF_NOEXIST a concurrent insert by another CPU wins; use its entry.
-    if CONNS.insert(sk, conn, flags).is_err() && flags == 0 {
+    // With BPF_NOEXIST a concurrent insert by another CPU may win; then its
+    // entry is used. Otherwise a failure means the table is full.
+    let inserted = CONNS.insert(sk, conn, flags);
+    let entry = CONNS.get_ptr_mut(sk);
+    if inserted.is_err() && entry.is_none() {
         count_error(KernelError::ConnsFull);
-        return None;
     }
-    CONNS.get_ptr_mut(sk)
+    entry
 }
 
 /// Refreshes addresses that were not known yet (a connect in progress).
@@ -103,15 +105,16 @@ pub fn refresh_addresses(sk: u64, conn: &mut Conn) {
 /// Stream offset of a chunk of `len` bytes that started at TCP sequence
 /// number `seq32` in direction `dir` (0 ingress, 1 egress); `None` when the
 /// kernel's number could not be read (the chunk is placed where the stream
-/// stands). `fin_received`: the peer's FIN has arrived, and the read that
-/// consumes it also advances the sequence number by one for the FIN itself.
+/// stands). The read that consumes the peer's FIN also advances the
+/// sequence number by one for the FIN itself: `fin_received` is asked (it
+/// reads the socket state) only when a chunk looks one byte late.
 #[inline(always)]
 pub fn advance(
     conn: &mut Conn,
     dir: usize,
     seq32: Option<u32>,
     len: u64,
-    fin_received: bool,
+    fin_received: impl FnOnce() -> bool,
 ) -> u64 {
     let dir = dir & 1;
     let hint = conn.hint[dir];
@@ -131,7 +134,7 @@ pub fn advance(
             } else if start > hint + HALF && start >= WRAP {
                 start -= WRAP;
             }
-            if fin_received && start == hint + 1 {
+            if dir == 0 && start == hint + 1 && fin_received() {
                 start = hint;
             }
             start

@@ -139,7 +139,13 @@ fn notice(kind: EventKind, conn_id: u64, pid: u32, size: u64) {
                 remote_port: 0,
                 local_addr: [0; 16],
                 remote_addr: [0; 16],
-                comm: bpf_get_current_comm().unwrap_or([0; 16]),
+                // Only a fork happens in the context it describes; a socket
+                // may be destroyed from any context.
+                comm: if kind == EventKind::Fork {
+                    bpf_get_current_comm().unwrap_or([0; 16])
+                } else {
+                    [0; 16]
+                },
             };
             entry.submit(wakeup_flags());
         }

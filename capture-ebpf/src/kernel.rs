@@ -2,8 +2,11 @@
 //! `struct sock`, and from a sock to its addresses and TCP sequence numbers.
 //!
 //! Offsets come from the running kernel's BTF through [`CONFIG`](crate::maps::CONFIG).
-//! Every read goes through `bpf_probe_read_kernel`, so a stale pointer (an fd
-//! closed by another thread meanwhile) yields an error, never a fault.
+//! Pointers reached from the current task through BTF-typed fields (task ->
+//! files -> fdt, task -> signal) are read with plain loads, which the verifier
+//! makes fault-safe; everything past the fd array goes through
+//! `bpf_probe_read_kernel`. Either way a stale pointer (an fd closed by another
+//! thread meanwhile) yields an error or zero, never a fault.
 
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel};
 use formats::wire::{AF_INET, AF_INET6};
@@ -35,7 +38,7 @@ pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: every dereference is a checked probe read.
+    // SAFETY: every dereference is a BTF-checked load or a checked probe read.
     unsafe {
         // task -> files -> fdt are BTF-typed pointers from the current task:
         // plain loads, which the verifier makes fault-safe, instead of one

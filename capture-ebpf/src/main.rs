@@ -37,11 +37,7 @@ use formats::wire::{
     FLAG_SEQ_ESTIMATED,
 };
 
-use crate::{
-    emit::Source,
-    maps::{count_error, ORIGIN_ACCEPT, ORIGIN_CONNECT},
-    targets::is_target,
-};
+use crate::{emit::Source, maps::count_error, targets::is_target};
 
 /// Offset of `ret` in every `syscalls:sys_exit_*` record.
 const EXIT_RET: usize = 16;
@@ -138,8 +134,7 @@ fn on_data_exit(
     // sharing the socket may update it concurrently.
     let conn = unsafe { &mut *conn };
     conn::refresh_addresses(sk, conn);
-    let fin = direction == Direction::Ingress && kernel::fin_received(kernel::sk_state(sk));
-    let seq = conn::advance(conn, dir, start, size, fin);
+    let seq = conn::advance(conn, dir, start, size, || kernel::fin_received(kernel::sk_state(sk)));
 
     let mut flags = if start.is_none() { FLAG_SEQ_ESTIMATED } else { 0 };
     let source = if recv_flags & MSG_TRUNC != 0 {
@@ -236,10 +231,9 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
                 // A connect() that returns 0 after a non-blocking one finished
                 // confirms the same connection; it does not start another.
                 // SAFETY: read of a plain value.
-                let known =
-                    unsafe { maps::CONNS.get(sk) }.is_some_and(|c| c.origin == ORIGIN_CONNECT);
+                let known = unsafe { maps::CONNS.get(sk) }.is_some_and(|c| c.by_connect != 0);
                 if !(ret == 0 && known) {
-                    if let Some(conn) = conn::start(sk, ORIGIN_CONNECT) {
+                    if let Some(conn) = conn::start(sk, true) {
                         // SAFETY: map value owned by this connection.
                         emit::lifecycle(EventKind::Connect, unsafe { &*conn }, fd);
                     }
@@ -257,7 +251,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     if ret >= 0 && is_target() {
         let fd = ret as i32;
         if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
-            if let Some(conn) = conn::start(sk, ORIGIN_ACCEPT) {
+            if let Some(conn) = conn::start(sk, false) {
                 // SAFETY: map value owned by this connection.
                 emit::lifecycle(EventKind::Accept, unsafe { &*conn }, fd);
             }

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use formats::wire::{CaptureConfig, EventHeader, KernelError, KERNEL_ERROR_SLOTS, MAX_PAYLOAD_CAP};
 
@@ -11,8 +11,8 @@ use formats::wire::{CaptureConfig, EventHeader, KernelError, KERNEL_ERROR_SLOTS,
 #[unsafe(no_mangle)]
 pub static CONFIG: CaptureConfig = CaptureConfig::ZERO;
 
-/// Whether `TARGET_CGROUPS` is in use; when not, non-target processes cost one
-/// hash lookup per traced syscall instead of two.
+/// Whether `TARGET_CGROUPS` is in use; when not, the target check skips
+/// reading the current cgroup id.
 #[unsafe(no_mangle)]
 pub static USE_CGROUPS: u32 = 0;
 
@@ -55,9 +55,8 @@ pub struct Conn {
     pub base: [u32; 2],
     /// Bit 0/1: `base[0]`/`base[1]` is set.
     pub base_set: u32,
-    /// How the entry began: [`ORIGIN_CONNECT`], [`ORIGIN_ACCEPT`] or 0 (first
-    /// seen in a data syscall).
-    pub origin: u32,
+    /// 1 if the connection began with a target's `connect()`.
+    pub by_connect: u32,
     pub family: u8,
     pub _pad: [u8; 1],
     pub local_port: u16,
@@ -67,13 +66,13 @@ pub struct Conn {
     pub remote_addr: [u8; 16],
 }
 
-pub const ORIGIN_CONNECT: u32 = 1;
-pub const ORIGIN_ACCEPT: u32 = 2;
-
 const _: () = assert!(core::mem::size_of::<Conn>() == 80);
 
+/// A plain hash map, not an LRU one: evicting a live connection would restart
+/// its offsets silently, while a full table is counted (`conns_full`).
+/// Entries go when the socket is destroyed (`tcp_destroy_sock`).
 #[map]
-pub static CONNS: LruHashMap<u64, Conn> = LruHashMap::with_max_entries(65536, 0);
+pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(65536, 0);
 
 /// Per-CPU sources of connection ids (the BPF target has no atomic
 /// fetch-add): an id is `cpu << 48 | counter`, unique within one capture.

@@ -118,16 +118,26 @@ impl Args {
 
 /// The segment directory written next to `output` while a capture runs.
 pub fn segment_dir(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".d");
+    with_suffix(output, ".d")
+}
+
+/// `path` with `suffix` appended to its file name.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
     PathBuf::from(name)
 }
 
-fn check_output(output: &Path) -> Result<(), UsageError> {
-    let parent = match output.parent() {
+/// The directory a path is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
+    }
+}
+
+fn check_output(output: &Path) -> Result<(), UsageError> {
+    let parent = parent_dir(output);
     if !parent.is_dir() {
         return Err(UsageError(format!("output directory `{}` does not exist", parent.display())));
     }

@@ -1,6 +1,8 @@
 //! Loading the eBPF object, configuring it, attaching its programs and giving
 //! typed access to its maps.
 
+use std::collections::HashSet;
+
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -9,10 +11,20 @@ use aya::{
 };
 use formats::wire::{CaptureConfig, KernelError, KERNEL_ERROR_SLOTS, TARGET_EXPLICIT};
 
+/// The kernel's counters of what was not (fully) recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Every slot summed over CPUs, indexed by [`KernelError`].
+    pub totals: [u64; KERNEL_ERROR_SLOTS as usize],
+    /// Events dropped because the ring buffer was full, per CPU.
+    pub ring_full_per_cpu: Vec<u64>,
+}
+
 /// The compiled programs, embedded at build time by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture-ebpf"));
 
-/// Programs attached before targets are registered, so no fork slips through.
+/// Tracepoint programs that follow process and socket lifetimes, attached
+/// (with the fork program) before targets are registered.
 const LIFECYCLE: &[(&str, &str, &[&str])] = &[
     ("sched_process_exit", "sched", &["sched_process_exit"]),
     ("tcp_destroy_sock", "tcp", &["tcp_destroy_sock"]),
@@ -38,6 +50,8 @@ pub struct Probes {
     ebpf: Ebpf,
     targets: HashMap<MapData, u32, u32>,
     cgroups: HashMap<MapData, u64, u32>,
+    /// The ids already in `cgroups`, so rescans cost no map lookups.
+    cgroup_ids: HashSet<u64>,
     /// Bumped after every change of the target maps; the programs cache
     /// their answer per CPU until it changes.
     generation: Array<MapData, u64>,
@@ -88,7 +102,7 @@ impl Probes {
                 .map_err(describe)
                 .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
-        Ok(Self { ebpf, targets, cgroups, generation, errors })
+        Ok(Self { ebpf, targets, cgroups, cgroup_ids: HashSet::new(), generation, errors })
     }
 
     fn tracepoint(&mut self, name: &str) -> Result<&mut TracePoint> {
@@ -142,11 +156,6 @@ impl Probes {
         Ok(())
     }
 
-    /// Whether the kernel currently targets `pid` (it forgets ended ones).
-    pub fn has_pid(&self, pid: u32) -> bool {
-        self.targets.get(&pid, 0).is_ok()
-    }
-
     /// Makes a process a target.
     pub fn add_pid(&mut self, pid: u32) -> Result<()> {
         self.targets
@@ -157,12 +166,13 @@ impl Probes {
 
     /// Makes every process of a cgroup v2 id a target.
     pub fn add_cgroup(&mut self, id: u64) -> Result<()> {
-        if self.cgroups.get(&id, 0).is_ok() {
+        if self.cgroup_ids.contains(&id) {
             return Ok(());
         }
         self.cgroups
             .insert(id, 1, 0)
             .with_context(|| format!("failed to target cgroup id {id}"))?;
+        self.cgroup_ids.insert(id);
         self.bump_generation()
     }
 
@@ -178,19 +188,17 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// The per-CPU values of one error counter.
-    pub fn error_per_cpu(&self, slot: KernelError) -> Result<Vec<u64>> {
-        let values =
-            self.errors.get(&(slot as u32), 0).context("failed to read the error counters")?;
-        Ok(values.iter().copied().collect())
-    }
-
-    /// Every error counter summed over CPUs, in [`KernelError::ALL`] order.
-    pub fn error_totals(&self) -> Result<[u64; KERNEL_ERROR_SLOTS as usize]> {
-        let mut out = [0; KERNEL_ERROR_SLOTS as usize];
-        for (i, slot) in KernelError::ALL.iter().enumerate() {
-            out[i] = self.error_per_cpu(*slot)?.iter().sum();
+    /// Every error counter, per CPU, in one read.
+    pub fn errors(&self) -> Result<ErrorCounts> {
+        let mut counts = ErrorCounts::default();
+        for slot in KernelError::ALL {
+            let values =
+                self.errors.get(&(slot as u32), 0).context("failed to read the error counters")?;
+            counts.totals[slot as usize] = values.iter().sum();
+            if slot == KernelError::RingFull {
+                counts.ring_full_per_cpu = values.iter().copied().collect();
+            }
         }
-        Ok(out)
+        Ok(counts)
     }
 }

@@ -30,7 +30,7 @@ use crate::{
         meta::{self, CaptureInfo, Totals},
         segments::Segments,
     },
-    probes::Probes,
+    probes::{ErrorCounts, Probes},
     progress::Progress,
     recorder::{Recorder, Stats},
     targets::{
@@ -99,6 +99,8 @@ struct Session {
     clock: WallClock,
     /// Ring-full counters per CPU already turned into `lost` rows.
     lost_seen: Vec<u64>,
+    /// The kernel's error counters as last read.
+    errors: ErrorCounts,
     segments_sent: u32,
     /// Problems already reported once (a cgroup that vanished, a full map).
     warned: HashSet<String>,
@@ -112,7 +114,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
     preflight::ensure_tracefs()?;
 
     // Resolve every target before anything is attached: a typo must fail fast.
-    let pid_targets = local::pid_targets(&config.targets.pids)?;
+    let roots = local::pid_targets(&config.targets.pids)?;
     let cgroups = config
         .targets
         .cgroups
@@ -132,16 +134,6 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
     // Fork tracking first, so a target forking while we register is seen.
     probes.attach_lifecycle()?;
 
-    let mut targets = TargetSet::default();
-    for p in pid_targets.into_iter().filter(|p| p.pid != std::process::id()) {
-        probes.add_pid(p.pid)?;
-        targets.add(p);
-    }
-    for cgroup in &cgroups {
-        for id in cgroup.ids() {
-            probes.add_cgroup(id)?;
-        }
-    }
     let clock = WallClock::measure();
     let info = CaptureInfo::new(&config, clock.now_unix_ns());
     let segment_dir = segment_dir(&config.output);
@@ -150,17 +142,18 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
     let mut session = Session {
         recorder: Recorder::new(clock),
         lost_seen: Vec::new(),
+        errors: ErrorCounts::default(),
         segments_sent: 0,
         warned: HashSet::new(),
         config,
         probes,
-        targets,
+        targets: TargetSet::default(),
         cgroups,
         writer,
         info,
         clock,
     };
-    let events = match session.start() {
+    let events = match session.start(roots) {
         Ok(events) => events,
         Err(e) => {
             // Nothing was recorded: leave no empty segment directory behind.
@@ -173,17 +166,19 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
 
 impl Session {
     /// Registers the processes found at start and begins recording.
-    fn start(&mut self) -> Result<RingBuf<MapData>> {
+    fn start(&mut self, roots: Vec<Process>) -> Result<RingBuf<MapData>> {
+        for root in roots {
+            self.add(root.pid, Via::Pid, None);
+        }
         self.rescan();
-        // Children forked between the /proc scan and registration.
-        let roots: Vec<u32> = self.targets.processes().iter().map(|p| p.pid).collect();
-        for (pid, parent) in local::descendants(&roots) {
-            self.add(Process {
-                pid,
-                comm: local::comm(pid),
-                via: Via::Descendant,
-                parent: Some(parent),
-            });
+        // Descendants that existed at start. A second pass catches children
+        // forked between the first /proc scan and their parent's registration
+        // (from then on the fork program sees every new child).
+        for _ in 0..2 {
+            let known: Vec<u32> = self.targets.processes().iter().map(|p| p.pid).collect();
+            for (pid, parent) in local::descendants(&known) {
+                self.add(pid, Via::Descendant, Some(parent));
+            }
         }
         let events = self.probes.take_events()?;
         self.probes.attach_syscalls()?;
@@ -206,21 +201,28 @@ impl Session {
         }
     }
 
-    /// Registers a target process, again if its pid is a new process.
-    fn add(&mut self, process: Process) {
+    /// Registers a target process unless it already is one. `in_kernel`
+    /// is false for members of a cgroup v2 target: the kernel matches those by
+    /// cgroup id already.
+    fn add_with(&mut self, pid: u32, via: Via, parent: Option<u32>, in_kernel: bool) {
         // capture itself may descend from a target (`--pid $$`) or sit in a
         // target cgroup; it records nothing of itself.
-        let pid = process.pid;
-        if pid == std::process::id() || (self.targets.is_live(pid) && self.probes.has_pid(pid)) {
+        if pid == std::process::id() || self.targets.is_live(pid) {
             return;
         }
-        match self.probes.add_pid(pid) {
-            Ok(()) => {
-                self.targets.add(process);
+        if in_kernel {
+            if let Err(e) = self.probes.add_pid(pid) {
+                self.warn_once("add_pid".into(), || {
+                    format!("{e:#}; some processes are not captured")
+                });
+                return;
             }
-            Err(e) => self
-                .warn_once("add_pid".into(), || format!("{e:#}; some processes are not captured")),
         }
+        self.targets.add(Process { pid, comm: local::comm(pid), via, parent });
+    }
+
+    fn add(&mut self, pid: u32, via: Via, parent: Option<u32>) {
+        self.add_with(pid, via, parent, true);
     }
 
     /// Notes processes forked by targets (the kernel already targets them;
@@ -247,21 +249,23 @@ impl Session {
         let mut found = Vec::new();
         let mut problems = Vec::new();
         for cgroup in &self.cgroups {
-            match cgroup.processes() {
-                Ok(pids) => found.extend(pids),
-                Err(e) => problems.push((cgroup.path.display().to_string(), format!("{e:#}"))),
-            }
-            for id in cgroup.ids() {
-                if let Err(e) = self.probes.add_cgroup(id) {
-                    problems.push(("add_cgroup".into(), format!("{e:#}")));
+            match cgroup.scan() {
+                Ok(scan) => {
+                    for id in scan.ids {
+                        if let Err(e) = self.probes.add_cgroup(id) {
+                            problems.push(("add_cgroup".into(), format!("{e:#}")));
+                        }
+                    }
+                    found.extend(scan.pids.into_iter().map(|pid| (pid, cgroup.v2)));
                 }
+                Err(e) => problems.push((cgroup.path.display().to_string(), format!("{e:#}"))),
             }
         }
         for (key, message) in problems {
             self.warn_once(key, || message);
         }
-        for pid in found {
-            self.add(Process { pid, comm: local::comm(pid), via: Via::Cgroup, parent: None });
+        for (pid, v2) in found {
+            self.add_with(pid, Via::Cgroup, None, !v2);
         }
     }
 
@@ -279,9 +283,11 @@ impl Session {
         true
     }
 
-    /// Turns new ring-full counts into `lost` rows.
+    /// Reads the kernel's error counters and turns new ring-full counts into
+    /// `lost` rows.
     fn account_lost(&mut self) -> Result<()> {
-        let per_cpu = self.probes.error_per_cpu(KernelError::RingFull)?;
+        self.errors = self.probes.errors()?;
+        let per_cpu = &self.errors.ring_full_per_cpu;
         self.lost_seen.resize(per_cpu.len(), 0);
         let now = self.clock.now_unix_ns();
         for (cpu, (&count, seen)) in per_cpu.iter().zip(self.lost_seen.iter_mut()).enumerate() {
@@ -295,17 +301,11 @@ impl Session {
 
     fn totals(&self) -> Totals {
         let stats = self.recorder.stats();
-        let mut totals = Totals {
+        Totals {
             lost_events: stats.lost,
             malformed_records: stats.malformed,
-            ..Totals::default()
-        };
-        if let Ok(counts) = self.probes.error_totals() {
-            for (slot, count) in KernelError::ALL.iter().zip(counts) {
-                totals.kernel_errors.insert(slot.name().into(), count.into());
-            }
+            kernel_errors: self.errors.totals,
         }
-        totals
     }
 
     /// Hands the buffered rows to the writer as one segment.
@@ -446,10 +446,8 @@ impl Session {
             meta::complete(&self.info, self.clock.now_unix_ns(), self.targets.processes(), &totals);
         let kernel_errors = KernelError::ALL
             .iter()
-            .filter_map(|e| {
-                let n = totals.kernel_errors.get(e.name()).and_then(|v| v.as_u64()).unwrap_or(0);
-                (n > 0).then_some((e.name(), n))
-            })
+            .filter(|e| totals.kernel_errors[**e as usize] > 0)
+            .map(|e| (e.name(), totals.kernel_errors[*e as usize]))
             .collect();
         let processes = self.targets.len();
         let stats = self.recorder.stats();

@@ -61,15 +61,15 @@ impl Writer {
 
     /// Merges the segments into the final file; returns its size.
     pub fn finish(self, meta: Vec<KeyValue>) -> Result<u64> {
-        let sent = self.tx.send(Msg::Finish(meta));
+        // If the thread already stopped, joining it reports why.
+        let _ = self.tx.send(Msg::Finish(meta));
         drop(self.tx);
-        let result = self.thread.join().map_err(|_| anyhow!("the writer thread panicked"))?;
-        match (result, sent) {
-            (Ok(Some(size)), _) => Ok(size),
-            (Ok(None), _) => {
+        match self.thread.join().map_err(|_| anyhow!("the writer thread panicked"))? {
+            Ok(Some(size)) => Ok(size),
+            Ok(None) => {
                 Err(anyhow!("the writer thread stopped before the capture file was written"))
             }
-            (Err(e), _) => Err(e),
+            Err(e) => Err(e),
         }
     }
 

@@ -85,13 +85,12 @@ fn traffic(port: u16) -> u16 {
 }
 
 fn check(hierarchy: PathBuf, name: &str, settle: Duration) {
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let cg = TestCgroup::new(&hierarchy, name);
     let (early, early_port) = Peer::server(&[]);
     cg.add(early.pid());
     let (_outside, outside_port) = Peer::server(&[]);
-    let cap = Capture::start(&["--cgroup", cg.path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture_args(&["--cgroup", cg.path.to_str().unwrap()]);
     // A process that joins the cgroup while the capture runs.
     let (late, late_port) = Peer::server(&[]);
     cg.add(late.pid());
@@ -99,10 +98,9 @@ fn check(hierarchy: PathBuf, name: &str, settle: Duration) {
     let early_client = traffic(early_port);
     let late_client = traffic(late_port);
     let outside_client = traffic(outside_port);
-    let done = cap.stop();
-    assert!(done.status.success(), "{}", done.stderr);
+    run.stop(cap);
 
-    let file = read_capture(&out);
+    let file = run.read();
     for (server, client) in [(&early, early_client), (&late, late_client)] {
         let conn = file.conn_with_port(client).expect("a cgroup member's connection was captured");
         let (egress, holes) = file.stream(conn, "egress");

@@ -13,7 +13,7 @@ use std::{
 use common::*;
 use nix::sys::signal::Signal;
 
-fn run(args: &[&str]) -> (i32, String) {
+fn run_capture(args: &[&str]) -> (i32, String) {
     let out = Command::new(CAPTURE).args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -23,7 +23,7 @@ fn a_missing_pid_is_one_line_and_exit_code_2() {
     require_root();
     let dir = workdir();
     let out = dir.path().join("run.parquet");
-    let (code, stderr) = run(&["--pid", "4000000", "-o", out.to_str().unwrap()]);
+    let (code, stderr) = run_capture(&["--pid", "4000000", "-o", out.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim(), "error: no such process: pid 4000000");
     assert!(!out.exists() && !dir.path().join("run.parquet.d").exists(), "nothing is written");
@@ -31,16 +31,16 @@ fn a_missing_pid_is_one_line_and_exit_code_2() {
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    let (code, stderr) = run(&["--pid", "1", "-o", "/tmp/x.parquet", "--frobnicate"]);
+    let (code, stderr) = run_capture(&["--pid", "1", "-o", "/tmp/x.parquet", "--frobnicate"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unexpected argument '--frobnicate'"), "{stderr}");
-    let (code, stderr) = run(&["-o", "/tmp/x.parquet"]);
+    let (code, stderr) = run_capture(&["-o", "/tmp/x.parquet"]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim(), "error: no target given: use --pid PID or --cgroup PATH");
-    let (code, stderr) = run(&["--pid", "1", "-o", "/nonexistent/x.parquet"]);
+    let (code, stderr) = run_capture(&["--pid", "1", "-o", "/nonexistent/x.parquet"]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim(), "error: output directory `/nonexistent` does not exist");
-    let (code, stderr) = run(&["--cgroup", "/tmp", "-o", "/tmp/x.parquet"]);
+    let (code, stderr) = run_capture(&["--cgroup", "/tmp", "-o", "/tmp/x.parquet"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not a cgroup directory: `/tmp`"), "{stderr}");
 }
@@ -71,40 +71,31 @@ fn without_privileges_it_says_what_it_needs() {
 #[test]
 fn sigterm_ends_the_capture_with_a_complete_file() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
-    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(server.pid(), &[]);
     let (client, _) = Peer::client(port, &["GET /", "GET /bytes/100"]);
     client.finish();
     let done = cap.stop_with(Signal::SIGTERM);
     assert!(done.status.success(), "{}", done.stderr);
-    let file = read_capture(&out);
+    let file = run.read();
     assert_eq!(file.meta["podtap.state"], "complete");
     // Two requests in, two responses (head and body written apart) out.
     assert_eq!(file.data().filter(|r| r.direction.as_deref() == Some("ingress")).count(), 2);
     assert_eq!(file.data().filter(|r| r.direction.as_deref() == Some("egress")).count(), 4);
-    assert!(!dir.path().join("run.parquet.d").exists());
+    assert!(!run.dir.path().join("run.parquet.d").exists());
 }
 
 #[test]
 fn the_duration_ends_the_capture() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let (server, _) = Peer::server(&[]);
-    let cap = Capture::start(&[
-        "--pid",
-        &server.pid().to_string(),
-        "--duration",
-        "2s",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let cap = run.capture(server.pid(), &["--duration", "2s"]);
     let done = cap.wait();
     assert!(done.status.success(), "{}", done.stderr);
     assert!(done.stderr.contains("captured 2.0s"), "{}", done.stderr);
-    let file = read_capture(&out);
+    let file = run.read();
     assert_eq!(file.meta["podtap.state"], "complete");
     assert!(file.meta["podtap.options"].contains("\"duration_s\":2.0"));
 }
@@ -112,10 +103,9 @@ fn the_duration_ends_the_capture() {
 #[test]
 fn segments_written_before_a_sigkill_are_readable() {
     require_root();
-    let dir = workdir();
-    let out = dir.path().join("run.parquet");
+    let run = Run::new();
     let (server, port) = Peer::server(&[]);
-    let cap = Capture::start(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let cap = run.capture(server.pid(), &[]);
     // Traffic for about three seconds.
     let (client, _) = Peer::client(port, &["--repeat", "3000", "GET /bytes/100"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -124,7 +114,7 @@ fn segments_written_before_a_sigkill_are_readable() {
     assert!(!done.status.success());
     drop(client);
 
-    let segdir = dir.path().join("run.parquet.d");
+    let segdir = run.dir.path().join("run.parquet.d");
     let mut parts: Vec<_> = fs::read_dir(&segdir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -147,7 +137,8 @@ fn segments_written_before_a_sigkill_are_readable() {
     let gap = Duration::from_nanos((killed_at - last_ts).max(0) as u64);
     assert!(gap < Duration::from_millis(1800), "newest saved event is {gap:?} older than the kill");
     // A new capture refuses to overwrite them.
-    let (code, stderr) = run(&["--pid", &server.pid().to_string(), "-o", out.to_str().unwrap()]);
+    let (code, stderr) =
+        run_capture(&["--pid", &server.pid().to_string(), "-o", run.out.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("did not finish"), "{stderr}");
 }

@@ -9,9 +9,7 @@ mod common;
 use std::fs;
 
 use common::*;
-
-const FLAG_SEQ_ESTIMATED: u32 = 1 << 2;
-const FLAG_PAYLOAD_DISCARDED: u32 = 1 << 3;
+use formats::wire::{FLAG_PAYLOAD_DISCARDED, FLAG_SEQ_ESTIMATED};
 
 #[test]
 fn every_traced_syscall_is_recorded_byte_for_byte() {
@@ -33,8 +31,7 @@ fn every_traced_syscall_is_recorded_byte_for_byte() {
     run.stop(cap);
 
     let file = run.read();
-    let sent = fs::read(run.log.join("sent.bin")).unwrap();
-    let recv = fs::read(run.log.join("recv.bin")).unwrap();
+    let (sent, recv, _) = client_log(&run.log);
     let conn = file.conn_with_port(local).unwrap();
     // A recorded peek would overlap the read that follows it; `stream`
     // refuses overlaps.
@@ -58,7 +55,7 @@ fn sendfile_bytes_are_a_hole_and_msg_trunc_keeps_no_payload() {
     run.stop(cap);
 
     let file = run.read();
-    let recv = fs::read(run.log.join("recv.bin")).unwrap();
+    let (_, recv, _) = client_log(&run.log);
     let files: Vec<(u64, u64)> =
         serde_json::from_str(&fs::read_to_string(run.log.join("files.json")).unwrap()).unwrap();
     let conn = file.conn_with_port(local).unwrap();

@@ -39,8 +39,8 @@ pub enum EventKind {
     /// child, `size` the parent's pid. Not written as a row: it keeps the
     /// loader's process list (and pod identity) current.
     Fork = 5,
-    /// The kernel closed a tracked socket for good (TCP_CLOSE). Not written
-    /// as a row: it lets the loader forget the connection.
+    /// A tracked socket was destroyed (`tcp_destroy_sock`). Not written as a
+    /// row: it lets the loader forget the connection.
     ConnEnd = 6,
 }
 

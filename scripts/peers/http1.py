@@ -237,8 +237,6 @@ def client(args):
         with open(os.path.join(args.log, "marks.json"), "w") as f:
             json.dump(marks, f)
     print("done", flush=True)
-    if args.hold:
-        sys.stdin.readline()
     sock.close()
 
 
@@ -258,7 +256,6 @@ def main():
     c.add_argument("--pause-after", type=int, default=-1)
     c.add_argument("--repeat", type=int, default=1)
     c.add_argument("--interval", type=float, default=0, help="seconds to wait between requests")
-    c.add_argument("--hold", action="store_true", help="wait for a line on stdin before closing")
     c.add_argument("--wait", action="store_true")
     c.add_argument("--nonblocking-connect", action="store_true")
     c.add_argument("--half-close", action="store_true")

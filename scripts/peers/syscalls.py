@@ -20,7 +20,6 @@ import json
 import os
 import socket
 import struct
-import sys
 import tempfile
 import threading
 

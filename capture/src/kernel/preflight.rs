@@ -1,5 +1,5 @@
 //! Checks made before anything is loaded, each failing with one line a user
-//! can act on: privileges, BTF, tracefs.
+//! can act on: privileges, kernel version and BTF, the pid namespace, tracefs.
 
 use std::path::Path;
 

@@ -9,6 +9,8 @@ use parquet::{
     file::metadata::KeyValue,
 };
 
+use crate::cli::{parent_dir, with_suffix};
+
 use super::{
     create_private,
     segments::{properties, sync_dir, Segments},
@@ -28,9 +30,7 @@ pub fn merge(segments: Segments, output: &Path, metadata: Vec<KeyValue>) -> Resu
 
 /// The name the merged file has until it is complete.
 pub fn temporary(output: &Path) -> std::path::PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".tmp");
-    std::path::PathBuf::from(name)
+    with_suffix(output, ".tmp")
 }
 
 fn write(segments: &Segments, output: &Path, tmp: &Path, metadata: Vec<KeyValue>) -> Result<u64> {
@@ -57,7 +57,7 @@ fn write(segments: &Segments, output: &Path, tmp: &Path, metadata: Vec<KeyValue>
         format!("failed to rename `{}` to `{}`", tmp.display(), output.display())
     })?;
     // The new name must be on disk before the segments go away.
-    sync_dir(output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    sync_dir(parent_dir(output))?;
     fs::remove_dir_all(segments.dir()).with_context(|| {
         format!("failed to remove segment directory `{}`", segments.dir().display())
     })?;

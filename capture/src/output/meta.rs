@@ -3,9 +3,11 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use formats::schema::{meta, FILE_KIND_CAPTURE, SCHEMA_VERSION};
+use formats::{
+    schema::{meta, FILE_KIND_CAPTURE, SCHEMA_VERSION},
+    wire::{KernelError, KERNEL_ERROR_SLOTS},
+};
 use parquet::file::metadata::KeyValue;
-use serde::Serialize;
 use serde_json::json;
 
 use crate::{cli::Config, targets::Process};
@@ -44,19 +46,24 @@ impl CaptureInfo {
 }
 
 /// Counters known at the end (or so far).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Totals {
     pub lost_events: u64,
     /// Ring buffer records `capture` could not parse (a podtap bug if ever
     /// non-zero).
     pub malformed_records: u64,
-    pub kernel_errors: serde_json::Map<String, serde_json::Value>,
+    /// The kernel's counters, indexed by [`KernelError`].
+    pub kernel_errors: [u64; KERNEL_ERROR_SLOTS as usize],
 }
 
 /// RFC 3339 with nanoseconds, UTC.
 pub fn rfc3339(unix_ns: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_nanos(unix_ns.max(0) as u64);
     humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn kernel_errors_json(counts: &[u64; KERNEL_ERROR_SLOTS as usize]) -> serde_json::Value {
+    KernelError::ALL.iter().map(|e| (e.name().to_string(), json!(counts[*e as usize]))).collect()
 }
 
 fn kv(key: &str, value: impl Into<String>) -> KeyValue {
@@ -103,10 +110,7 @@ fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<Key
         kv(meta::TARGETS, targets_json.to_string()),
         kv(meta::OPTIONS, info.options.to_string()),
         kv(meta::LOST_EVENTS, totals.lost_events.to_string()),
-        kv(
-            meta::KERNEL_ERRORS,
-            serde_json::Value::Object(totals.kernel_errors.clone()).to_string(),
-        ),
+        kv(meta::KERNEL_ERRORS, kernel_errors_json(&totals.kernel_errors).to_string()),
         kv(meta::MALFORMED_RECORDS, totals.malformed_records.to_string()),
     ]
 }

@@ -109,23 +109,20 @@ pub fn descendants(roots: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
-/// Resolves `--pid` values to target processes, with their descendants.
+/// Resolves `--pid` values to the processes they name (a thread id names its
+/// process); their descendants are found once they are registered.
 pub fn pid_targets(pids: &[u32]) -> Result<Vec<Process>, TargetError> {
-    let mut roots = Vec::new();
+    let mut roots: Vec<u32> = Vec::new();
     for &pid in pids {
         let tgid = resolve_pid(pid)?;
         if !roots.contains(&tgid) {
             roots.push(tgid);
         }
     }
-    let mut out: Vec<Process> = roots
-        .iter()
-        .map(|&pid| Process { pid, comm: comm(pid), via: Via::Pid, parent: None })
-        .collect();
-    for (pid, parent) in descendants(&roots) {
-        out.push(Process { pid, comm: comm(pid), via: Via::Descendant, parent: Some(parent) });
-    }
-    Ok(out)
+    Ok(roots
+        .into_iter()
+        .map(|pid| Process { pid, comm: comm(pid), via: Via::Pid, parent: None })
+        .collect())
 }
 
 /// A cgroup directory given with `--cgroup`.
@@ -148,48 +145,47 @@ impl CgroupTarget {
         Ok(Self { path: path.to_path_buf(), v2 })
     }
 
-    /// The directory and all its sub-cgroups.
-    fn tree(&self) -> Vec<PathBuf> {
-        let mut out = vec![self.path.clone()];
-        let mut i = 0;
-        while i < out.len() {
-            if let Ok(dir) = fs::read_dir(&out[i]) {
-                for entry in dir.flatten() {
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        out.push(entry.path());
-                    }
+    /// The processes in the cgroup or any sub-cgroup, and (on cgroup v2)
+    /// the ids of those cgroups, from one walk of the tree.
+    pub fn scan(&self) -> Result<CgroupScan, TargetError> {
+        let mut scan = CgroupScan::default();
+        let mut dirs = vec![self.path.clone()];
+        while let Some(dir) = dirs.pop() {
+            let procs = dir.join("cgroup.procs");
+            match fs::read_to_string(&procs) {
+                Ok(text) => {
+                    scan.pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()))
+                }
+                // A sub-cgroup removed while walking is not an error.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir != self.path => continue,
+                Err(source) => return Err(TargetError::Read { path: procs, source }),
+            }
+            if self.v2 {
+                if let Ok(meta) = fs::metadata(&dir) {
+                    scan.ids.push(meta.ino());
                 }
             }
-            i += 1;
-        }
-        out
-    }
-
-    /// Processes in the cgroup or any sub-cgroup.
-    pub fn processes(&self) -> Result<Vec<u32>, TargetError> {
-        let mut pids = Vec::new();
-        for dir in self.tree() {
-            let file = dir.join("cgroup.procs");
-            match fs::read_to_string(&file) {
-                Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok())),
-                // A sub-cgroup removed while walking is not an error.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && dir != self.path => {}
-                Err(source) => return Err(TargetError::Read { path: file, source }),
+            if let Ok(entries) = fs::read_dir(&dir) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
             }
         }
-        pids.sort_unstable();
-        pids.dedup();
-        Ok(pids)
+        scan.pids.sort_unstable();
+        scan.pids.dedup();
+        Ok(scan)
     }
+}
 
-    /// cgroup v2 ids (the directory inode numbers) of the cgroup and its
-    /// sub-cgroups; empty on v1.
-    pub fn ids(&self) -> Vec<u64> {
-        if !self.v2 {
-            return Vec::new();
-        }
-        self.tree().iter().filter_map(|d| fs::metadata(d).ok()).map(|m| m.ino()).collect()
-    }
+/// What one walk of a cgroup tree found.
+#[derive(Debug, Default)]
+pub struct CgroupScan {
+    pub pids: Vec<u32>,
+    /// cgroup v2 ids (directory inode numbers); empty on v1.
+    pub ids: Vec<u64>,
 }
 
 #[cfg(test)]

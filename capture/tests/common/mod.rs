@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     fs,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -15,7 +15,7 @@ use std::{
 
 use arrow_array::{
     cast::AsArray,
-    types::{Int32Type, UInt32Type, UInt64Type},
+    types::{Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type},
     Array, RecordBatch,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -273,7 +273,6 @@ pub struct Row {
 pub struct CaptureFile {
     pub rows: Vec<Row>,
     pub meta: HashMap<String, String>,
-    pub row_groups: usize,
 }
 
 fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
@@ -305,12 +304,10 @@ pub fn read_capture(path: &Path) -> CaptureFile {
             kv.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect()
         })
         .unwrap_or_default();
-    let row_groups = builder.metadata().num_row_groups();
     let mut rows = Vec::new();
     for batch in builder.build().unwrap() {
         let batch = batch.unwrap();
-        let ts = batch.column_by_name("ts").unwrap();
-        let ts = arrow_cast_ts(ts.as_ref());
+        let ts = opt::<TimestampNanosecondType>(&batch, "ts");
         let kind = batch.column_by_name("kind").unwrap().as_dictionary::<Int32Type>();
         let kind_values = kind.values().as_string::<i32>();
         let pid = opt::<UInt32Type>(&batch, "pid");
@@ -333,7 +330,7 @@ pub fn read_capture(path: &Path) -> CaptureFile {
         let cpu = opt::<UInt32Type>(&batch, "cpu");
         for i in 0..batch.num_rows() {
             rows.push(Row {
-                ts: ts[i],
+                ts: ts[i].unwrap(),
                 kind: kind_values.value(kind.keys().value(i) as usize).to_string(),
                 pid: pid[i],
                 tid: tid[i],
@@ -352,12 +349,7 @@ pub fn read_capture(path: &Path) -> CaptureFile {
             });
         }
     }
-    CaptureFile { rows, meta, row_groups }
-}
-
-fn arrow_cast_ts(arr: &dyn Array) -> Vec<i64> {
-    let arr = arr.as_primitive::<arrow_array::types::TimestampNanosecondType>();
-    (0..arr.len()).map(|i| arr.value(i)).collect()
+    CaptureFile { rows, meta }
 }
 
 impl CaptureFile {
@@ -412,14 +404,6 @@ impl CaptureFile {
     pub fn lost_total(&self) -> u64 {
         self.rows.iter().filter(|r| r.kind == "lost").map(|r| r.size).sum()
     }
-
-    pub fn kinds(&self) -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for r in &self.rows {
-            *out.entry(r.kind.clone()).or_default() += 1;
-        }
-        out
-    }
 }
 
 /// A fresh directory for one test's files.
@@ -449,8 +433,14 @@ impl Run {
     /// Starts `capture --pid PID EXTRA... -o OUT` and waits until it records.
     pub fn capture(&self, pid: u32, extra: &[&str]) -> Capture {
         let pid = pid.to_string();
-        let mut args = vec!["--pid", &pid];
+        let mut args = vec!["--pid", pid.as_str()];
         args.extend_from_slice(extra);
+        self.capture_args(&args)
+    }
+
+    /// Starts `capture ARGS... -o OUT` and waits until it records.
+    pub fn capture_args(&self, args: &[&str]) -> Capture {
+        let mut args = args.to_vec();
         args.extend_from_slice(&["-o", self.out.to_str().unwrap()]);
         Capture::start(&args)
     }
@@ -478,10 +468,13 @@ pub fn assert_chunks_match(file: &CaptureFile, conn: u64, direction: &str, truth
     }
 }
 
-/// Reads the byte logs a client wrote with `--log`.
+/// Reads the byte logs a client wrote with `--log`: what it sent, what it
+/// received, and its marks (`marks.json`, null when the client writes none).
 pub fn client_log(dir: &Path) -> (Vec<u8>, Vec<u8>, serde_json::Value) {
     let sent = fs::read(dir.join("sent.bin")).unwrap();
     let recv = fs::read(dir.join("recv.bin")).unwrap();
-    let marks = serde_json::from_str(&fs::read_to_string(dir.join("marks.json")).unwrap()).unwrap();
+    let marks = fs::read_to_string(dir.join("marks.json"))
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or(serde_json::Value::Null);
     (sent, recv, marks)
 }
