@@ -105,7 +105,7 @@ fn on_data_exit(
     flags_arg: Option<usize>,
 ) {
     let ret = exit_ret(ctx);
-    if ret <= 0 || !is_target() {
+    if ret <= 0 || !maps::recording() || !is_target() {
         return;
     }
     let Some(a) = syscall_args() else { return };
@@ -224,7 +224,7 @@ pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let ret = exit_ret(&ctx);
-    if (ret == 0 || ret == -EINPROGRESS) && is_target() {
+    if (ret == 0 || ret == -EINPROGRESS) && maps::recording() && is_target() {
         if let Some(a) = syscall_args() {
             let fd = a[0] as i32;
             if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
@@ -248,7 +248,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     let ret = exit_ret(&ctx);
-    if ret >= 0 && is_target() {
+    if ret >= 0 && maps::recording() && is_target() {
         let fd = ret as i32;
         if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
             if let Some(conn) = conn::start(sk, false) {
@@ -264,7 +264,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 /// the syscall the fd no longer leads to the socket.
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    if !is_target() {
+    if !maps::recording() || !is_target() {
         return 0;
     }
     // SAFETY: fixed offset of the tracepoint record.

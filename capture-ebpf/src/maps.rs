@@ -30,6 +30,20 @@ macro_rules! config {
 }
 pub(crate) use config;
 
+/// Slot 0: whether the syscall programs record (1) or return at once (0).
+/// Attaching and detaching a dozen programs takes a while; flipping this
+/// starts and stops recording in all of them at the same instant, so no
+/// request is recorded without the program for its response in place.
+#[map]
+pub static CONTROL: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether the syscall programs should record now.
+#[inline(always)]
+pub fn recording() -> bool {
+    // SAFETY: a plain read of the single slot.
+    CONTROL.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } != 0)
+}
+
 /// Every record for userspace. Its size is set by the loader.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);

@@ -133,7 +133,8 @@ impl Probes {
         Ok(())
     }
 
-    /// Attaches the syscall programs: recording starts now.
+    /// Attaches the syscall programs and starts recording in all of them at
+    /// once.
     pub fn attach_syscalls(&mut self) -> Result<()> {
         for (name, points) in SYSCALLS {
             let prog = self.tracepoint(name)?;
@@ -142,11 +143,21 @@ impl Probes {
                     .with_context(|| format!("failed to attach to syscalls:{point}"))?;
             }
         }
-        Ok(())
+        self.set_recording(true)
     }
 
-    /// Detaches the syscall programs: nothing new is recorded after this.
+    fn set_recording(&mut self, on: bool) -> Result<()> {
+        let mut control: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("CONTROL")
+                .ok_or_else(|| anyhow!("eBPF object has no map CONTROL"))?,
+        )?;
+        control.set(0, u32::from(on), 0).context("failed to switch recording")
+    }
+
+    /// Stops recording in all programs at once, then detaches them.
     pub fn detach_syscalls(&mut self) -> Result<()> {
+        self.set_recording(false)?;
         for (name, _) in SYSCALLS {
             if let Some(prog) = self.ebpf.program_mut(name) {
                 let prog: &mut TracePoint = prog.try_into()?;

@@ -133,9 +133,140 @@ pub fn capture_schema() -> SchemaRef {
     ]))
 }
 
+/// Value of [`meta::FILE_KIND`] in exchange files.
+pub const FILE_KIND_EXCHANGES: &str = "exchanges";
+
+/// Column names of the exchange file (SPEC §4), in schema order.
+pub mod xcol {
+    pub const PROTOCOL: &str = "protocol";
+    pub const START: &str = "start";
+    pub const DURATION_NS: &str = "duration_ns";
+    pub const NAMESPACE: &str = "namespace";
+    pub const POD: &str = "pod";
+    pub const CONTAINER: &str = "container";
+    pub const PID: &str = "pid";
+    pub const CONN_ID: &str = "conn_id";
+    pub const STREAM_ID: &str = "stream_id";
+    pub const METHOD: &str = "method";
+    pub const PATH: &str = "path";
+    pub const AUTHORITY: &str = "authority";
+    pub const STATUS: &str = "status";
+    pub const GRPC_STATUS: &str = "grpc_status";
+    pub const GRPC_MESSAGE: &str = "grpc_message";
+    pub const CONTENT_TYPE: &str = "content_type";
+    pub const REQUEST_BODY_SIZE: &str = "request_body_size";
+    pub const RESPONSE_BODY_SIZE: &str = "response_body_size";
+    pub const REQUEST_HEADERS: &str = "request_headers";
+    pub const RESPONSE_HEADERS: &str = "response_headers";
+    pub const COMPLETE: &str = "complete";
+    pub const RESPONSE_TRAILERS: &str = "response_trailers";
+    pub const RESPONSE_BODY: &str = "response_body";
+    pub const ROLE: &str = "role";
+    pub const COMM: &str = "comm";
+    pub const LOCAL_ADDR: &str = "local_addr";
+    pub const REMOTE_ADDR: &str = "remote_addr";
+    pub const POD_UID: &str = "pod_uid";
+    pub const NODE: &str = "node";
+    pub const ISSUES: &str = "issues";
+}
+
+/// Values of the exchange `protocol` column.
+pub mod protocol {
+    pub const HTTP1: &str = "http1";
+    pub const HTTP2: &str = "http2";
+    pub const GRPC: &str = "grpc";
+}
+
+/// Type of a header list: `(name, value)` pairs in wire order.
+pub fn headers_type() -> DataType {
+    let pair = DataType::Struct(
+        vec![Field::new("name", DataType::Utf8, false), Field::new("value", DataType::Utf8, true)]
+            .into(),
+    );
+    DataType::List(Arc::new(Field::new("item", pair, false)))
+}
+
+/// The schema of an exchange file: one row per request/response pair.
+///
+/// `start` is the first byte of the request, `duration_ns` runs to the last
+/// byte of the response (null when the response was not seen). `status` is
+/// the HTTP status, for gRPC too. `content_type` is the response's.
+/// `complete` is false when any part was not seen or could not be decoded;
+/// `issues` then says what. A header whose value could not be decoded (HPACK
+/// state from before the capture) has a null value; a field whose header was
+/// unknown is null. `response_body` holds the first bytes of the response
+/// body as seen (bounded). `role` is the target's side: `server` or `client`.
+pub fn exchange_schema() -> SchemaRef {
+    let s = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new(xcol::PROTOCOL, DataType::Utf8, false),
+        Field::new(xcol::START, ts_type(), false),
+        Field::new(xcol::DURATION_NS, DataType::Int64, true),
+        s(xcol::NAMESPACE),
+        s(xcol::POD),
+        s(xcol::CONTAINER),
+        Field::new(xcol::PID, DataType::UInt32, true),
+        Field::new(xcol::CONN_ID, DataType::UInt64, false),
+        Field::new(xcol::STREAM_ID, DataType::UInt32, true),
+        s(xcol::METHOD),
+        s(xcol::PATH),
+        s(xcol::AUTHORITY),
+        Field::new(xcol::STATUS, DataType::UInt16, true),
+        Field::new(xcol::GRPC_STATUS, DataType::Int32, true),
+        s(xcol::GRPC_MESSAGE),
+        s(xcol::CONTENT_TYPE),
+        Field::new(xcol::REQUEST_BODY_SIZE, DataType::UInt64, true),
+        Field::new(xcol::RESPONSE_BODY_SIZE, DataType::UInt64, true),
+        Field::new(xcol::REQUEST_HEADERS, headers_type(), true),
+        Field::new(xcol::RESPONSE_HEADERS, headers_type(), true),
+        Field::new(xcol::COMPLETE, DataType::Boolean, false),
+        Field::new(xcol::RESPONSE_TRAILERS, headers_type(), true),
+        Field::new(xcol::RESPONSE_BODY, DataType::Binary, true),
+        Field::new(xcol::ROLE, DataType::Utf8, false),
+        s(xcol::COMM),
+        s(xcol::LOCAL_ADDR),
+        s(xcol::REMOTE_ADDR),
+        s(xcol::POD_UID),
+        s(xcol::NODE),
+        s(xcol::ISSUES),
+    ]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_schema_has_the_contract_columns() {
+        let schema = exchange_schema();
+        for name in [
+            "protocol",
+            "start",
+            "duration_ns",
+            "namespace",
+            "pod",
+            "container",
+            "pid",
+            "conn_id",
+            "stream_id",
+            "method",
+            "path",
+            "authority",
+            "status",
+            "grpc_status",
+            "grpc_message",
+            "content_type",
+            "request_body_size",
+            "response_body_size",
+            "request_headers",
+            "response_headers",
+            "complete",
+        ] {
+            assert!(schema.field_with_name(name).is_ok(), "no column {name}");
+        }
+        assert_eq!(schema.field_with_name("start").unwrap().data_type(), &ts_type());
+        assert_eq!(schema.field_with_name("complete").unwrap().data_type(), &DataType::Boolean);
+    }
 
     #[test]
     fn capture_schema_has_the_contract_columns_with_their_types() {

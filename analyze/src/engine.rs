@@ -1,0 +1,414 @@
+//! The decoding pipeline for one capture: rows → per-connection reassembly →
+//! protocol detection → HTTP/1 or HTTP/2 decoding → exchanges.
+//!
+//! Rows are consumed in file order and nothing is kept per connection beyond
+//! what its parsers need, so memory follows the number of open connections,
+//! not the size of the capture.
+
+use std::{collections::HashMap, sync::Arc};
+
+use crate::{
+    exchange::{self, ConnInfo, Exchange},
+    protocol::{
+        detect::{self, Verdict},
+        http1::{self, Http1Conn},
+        http2::{self, Http2Conn},
+        Dir, Role,
+    },
+    reassembly::{Chunk, Piece, Reassembler},
+    stats::Stats,
+};
+
+/// A capture row, as the engine needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Row<'a> {
+    pub ts: i64,
+    pub kind: &'a str,
+    pub pid: Option<u32>,
+    pub comm: Option<&'a str>,
+    pub conn_id: Option<u64>,
+    pub direction: Option<Dir>,
+    pub seq: u64,
+    pub size: u64,
+    pub payload: &'a [u8],
+    pub local_addr: Option<&'a str>,
+    pub remote_addr: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub pod: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
+    pub container: Option<&'a str>,
+    pub node: Option<&'a str>,
+}
+
+/// A connection closed this long ago (capture time) without new data is
+/// finished; a socket shared with a forked child outlives its parent's close.
+const LINGER_NS: i64 = 5_000_000_000;
+/// Rows between sweeps for finished connections.
+const SWEEP_EVERY: u64 = 4096;
+
+enum Proto {
+    /// Not classified yet: what arrived so far, in arrival order.
+    Detecting {
+        pieces: Vec<(Dir, Owned)>,
+        heads: [Vec<u8>; 2],
+        gapped: [bool; 2],
+    },
+    /// HTTP/1, possibly upgraded to HTTP/2 in one direction or both.
+    Http1 {
+        conn: Box<Http1Conn>,
+        role: Role,
+        h2: Option<Box<Http2Conn>>,
+        switched: [bool; 2],
+    },
+    Http2(Box<Http2Conn>),
+    /// Not HTTP: bytes are counted, nothing decoded.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+enum Owned {
+    Data(Vec<u8>, i64),
+    Gap(u64, i64, bool),
+}
+
+struct Conn {
+    info: Arc<ConnInfo>,
+    known_role: Option<Role>,
+    streams: [Reassembler; 2],
+    proto: Proto,
+    closed_at: Option<i64>,
+}
+
+/// Decodes one capture.
+pub struct Engine<'s> {
+    conns: HashMap<u64, Conn>,
+    sink: &'s mut dyn FnMut(Exchange),
+    pub stats: Stats,
+    rows: u64,
+    keep_body: usize,
+}
+
+impl<'s> Engine<'s> {
+    pub fn new(sink: &'s mut dyn FnMut(Exchange), keep_body: usize) -> Self {
+        Self { conns: HashMap::new(), sink, stats: Stats::default(), rows: 0, keep_body }
+    }
+
+    /// Handles one row.
+    pub fn row(&mut self, row: &Row<'_>) {
+        self.rows += 1;
+        self.stats.rows += 1;
+        match row.kind {
+            "lost" => self.stats.lost_events += row.size,
+            "data" => self.data(row),
+            "accept" | "connect" => {
+                let role = if row.kind == "accept" { Role::Server } else { Role::Client };
+                let conn = self.conn(row);
+                conn.known_role = Some(role);
+            }
+            "close" => {
+                if let Some(id) = row.conn_id {
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.closed_at = Some(row.ts);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.rows.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(row.ts);
+        }
+    }
+
+    /// Ends the capture: every connection's pending messages come out.
+    pub fn finish(mut self) -> Stats {
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.end(id, false);
+        }
+        self.stats
+    }
+
+    fn conn(&mut self, row: &Row<'_>) -> &mut Conn {
+        let id = row.conn_id.unwrap_or(0);
+        let stats = &mut self.stats;
+        self.conns.entry(id).or_insert_with(|| {
+            stats.connections += 1;
+            let own = |s: Option<&str>| s.map(str::to_string);
+            Conn {
+                info: Arc::new(ConnInfo {
+                    conn_id: id,
+                    pid: row.pid,
+                    comm: own(row.comm),
+                    local_addr: own(row.local_addr),
+                    remote_addr: own(row.remote_addr),
+                    namespace: own(row.namespace),
+                    pod: own(row.pod),
+                    pod_uid: own(row.pod_uid),
+                    container: own(row.container),
+                    node: own(row.node),
+                }),
+                known_role: None,
+                streams: [Reassembler::new(), Reassembler::new()],
+                proto: Proto::Detecting {
+                    pieces: Vec::new(),
+                    heads: Default::default(),
+                    gapped: [false; 2],
+                },
+                closed_at: None,
+            }
+        })
+    }
+
+    fn data(&mut self, row: &Row<'_>) {
+        let Some(dir) = row.direction else { return };
+        self.stats.data_rows += 1;
+        self.stats.bytes += row.size;
+        let keep_body = self.keep_body;
+        let id = row.conn_id.unwrap_or(0);
+        self.conn(row);
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        // Bytes after a close: another process still holds the socket.
+        conn.closed_at = None;
+        let Conn { info, known_role, streams, proto, .. } = conn;
+        let mut ctx = Feed {
+            info,
+            known_role: *known_role,
+            sink: &mut *self.sink,
+            stats: &mut self.stats,
+            keep_body,
+        };
+        let chunk = Chunk { seq: row.seq, size: row.size, payload: row.payload, ts: row.ts };
+        streams[dir as usize].push(chunk, &mut |piece| ctx.piece(proto, dir, piece));
+    }
+
+    fn sweep(&mut self, now: i64) {
+        let done: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closed_at.is_some_and(|t| now - t > LINGER_NS))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.end(id, true);
+        }
+    }
+
+    fn end(&mut self, id: u64, closed: bool) {
+        let Some(mut conn) = self.conns.remove(&id) else { return };
+        let closed = closed || conn.closed_at.is_some();
+        let last_ts = conn.closed_at.unwrap_or(0);
+        let Conn { info, known_role, streams, proto, .. } = &mut conn;
+        let mut ctx = Feed {
+            info,
+            known_role: *known_role,
+            sink: &mut *self.sink,
+            stats: &mut self.stats,
+            keep_body: self.keep_body,
+        };
+        for dir in [Dir::Ingress, Dir::Egress] {
+            streams[dir as usize].flush(&mut |piece| ctx.piece(proto, dir, piece));
+            ctx.stats.overlap_bytes += streams[dir as usize].overlaps;
+        }
+        ctx.classify(proto, true);
+        ctx.finish(proto, last_ts, closed);
+    }
+}
+
+/// What feeding pieces into a connection's decoder needs.
+struct Feed<'a, 's> {
+    info: &'a Arc<ConnInfo>,
+    known_role: Option<Role>,
+    sink: &'a mut (dyn FnMut(Exchange) + 's),
+    stats: &'a mut Stats,
+    keep_body: usize,
+}
+
+impl Feed<'_, '_> {
+    fn piece(&mut self, proto: &mut Proto, dir: Dir, piece: Piece<'_>) {
+        if let Piece::Gap { len, .. } = piece {
+            self.stats.gap_bytes += len;
+        }
+        if let Proto::Detecting { pieces, heads, gapped } = proto {
+            match piece {
+                Piece::Data { bytes, ts } => {
+                    if !gapped[dir as usize] && heads[dir as usize].len() < detect::LIMIT {
+                        heads[dir as usize].extend_from_slice(bytes);
+                    }
+                    pieces.push((dir, Owned::Data(bytes.to_vec(), ts)));
+                }
+                Piece::Gap { len, ts, cut } => {
+                    gapped[dir as usize] = true;
+                    pieces.push((dir, Owned::Gap(len, ts, cut)));
+                }
+            }
+            self.classify(proto, false);
+            return;
+        }
+        self.decode(proto, dir, piece);
+    }
+
+    /// Decides the protocol once the first bytes allow it, then replays them.
+    fn classify(&mut self, proto: &mut Proto, done: bool) {
+        let Proto::Detecting { pieces, heads, gapped } = proto else { return };
+        let verdict = detect::classify(
+            &heads[0],
+            &heads[1],
+            self.known_role,
+            done || gapped.iter().all(|g| *g),
+        );
+        let keep_body = self.keep_body;
+        let next = match verdict {
+            Verdict::NeedMore => return,
+            Verdict::Http1 { role, at_start } => {
+                self.stats.http1_connections += 1;
+                Proto::Http1 {
+                    conn: Box::new(Http1Conn::new(role.request_dir(), at_start)),
+                    role,
+                    h2: None,
+                    switched: [false; 2],
+                }
+            }
+            Verdict::Http2 { role, preface } => {
+                self.stats.http2_connections += 1;
+                Proto::Http2(Box::new(Http2Conn::new(role.or(self.known_role), preface, keep_body)))
+            }
+            Verdict::Unknown => {
+                self.stats.unknown_connections += 1;
+                Proto::Unknown
+            }
+        };
+        let pieces = std::mem::take(pieces);
+        *proto = next;
+        for (dir, piece) in pieces {
+            match piece {
+                Owned::Data(bytes, ts) => {
+                    self.decode(proto, dir, Piece::Data { bytes: &bytes, ts })
+                }
+                Owned::Gap(len, ts, cut) => self.decode(proto, dir, Piece::Gap { len, ts, cut }),
+            }
+        }
+    }
+
+    fn decode(&mut self, proto: &mut Proto, dir: Dir, piece: Piece<'_>) {
+        match proto {
+            Proto::Detecting { .. } => {}
+            Proto::Unknown => {
+                if let Piece::Data { bytes, .. } = piece {
+                    self.stats.undecoded_bytes += bytes.len() as u64;
+                }
+            }
+            Proto::Http2(h2) => {
+                let mut events = Vec::new();
+                match piece {
+                    Piece::Data { bytes, ts } => h2.data(dir, bytes, ts, &mut events),
+                    Piece::Gap { len, ts, cut } => h2.gap(dir, len, ts, cut, &mut events),
+                }
+                self.http2_events(h2, events);
+            }
+            Proto::Http1 { conn, role, h2, switched } => {
+                if switched[dir as usize] {
+                    if let Some(h2) = h2 {
+                        let mut events = Vec::new();
+                        match piece {
+                            Piece::Data { bytes, ts } => h2.data(dir, bytes, ts, &mut events),
+                            Piece::Gap { len, ts, cut } => h2.gap(dir, len, ts, cut, &mut events),
+                        }
+                        self.http2_events(h2, events);
+                    }
+                    return;
+                }
+                let mut events = Vec::new();
+                match piece {
+                    Piece::Data { bytes, ts } => conn.data(dir, bytes, ts, &mut events),
+                    Piece::Gap { len, ts, cut } => conn.gap(dir, len, ts, cut, &mut events),
+                }
+                for event in events {
+                    match event {
+                        http1::Event::Pair(pair) => {
+                            self.emit(exchange::from_http1(pair, self.info.clone(), *role))
+                        }
+                        http1::Event::Skipped { bytes, .. } => self.stats.skipped_bytes += bytes,
+                        http1::Event::Switched { dir: sdir, offset, replay, upgrade } => {
+                            self.stats.upgrades += 1;
+                            let keep_body = self.keep_body;
+                            let h2 = h2.get_or_insert_with(|| {
+                                Box::new(match upgrade {
+                                    Some(request) => Http2Conn::upgraded(*role, request, keep_body),
+                                    None => Http2Conn::new(Some(*role), true, keep_body),
+                                })
+                            });
+                            switched[sdir as usize] = true;
+                            let mut events = Vec::new();
+                            if let Piece::Data { bytes, ts } = piece {
+                                if !replay.is_empty() {
+                                    h2.data(sdir, &replay, ts, &mut events);
+                                }
+                                if sdir == dir && offset < bytes.len() {
+                                    h2.data(dir, &bytes[offset..], ts, &mut events);
+                                }
+                            }
+                            self.http2_events(h2, events);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn http2_events(&mut self, h2: &mut Http2Conn, events: Vec<http2::Event>) {
+        for event in events {
+            match event {
+                http2::Event::Stream(stream) => {
+                    let role =
+                        h2.role().or(self.known_role).unwrap_or_else(|| guess_role(self.info));
+                    self.emit(exchange::from_http2(*stream, self.info.clone(), role));
+                }
+                http2::Event::Skipped { bytes, .. } => self.stats.skipped_bytes += bytes,
+                http2::Event::BadBlock { .. } => self.stats.bad_header_blocks += 1,
+            }
+        }
+    }
+
+    fn finish(&mut self, proto: &mut Proto, ts: i64, closed: bool) {
+        match proto {
+            Proto::Http1 { conn, role, h2, .. } => {
+                let mut events = Vec::new();
+                conn.finish(ts, closed, &mut events);
+                for event in events {
+                    if let http1::Event::Pair(pair) = event {
+                        self.emit(exchange::from_http1(pair, self.info.clone(), *role));
+                    }
+                }
+                if let Some(h2) = h2 {
+                    let mut events = Vec::new();
+                    h2.finish(&mut events);
+                    self.stats.hpack_unknown_fields += h2.unknown_fields();
+                    self.http2_events(h2, events);
+                }
+            }
+            Proto::Http2(h2) => {
+                let mut events = Vec::new();
+                h2.finish(&mut events);
+                self.stats.hpack_unknown_fields += h2.unknown_fields();
+                self.http2_events(h2, events);
+            }
+            Proto::Detecting { .. } | Proto::Unknown => {}
+        }
+    }
+
+    fn emit(&mut self, x: Exchange) {
+        self.stats.add_exchange(&x);
+        (self.sink)(x);
+    }
+}
+
+/// Without any other hint, the side with the lower port is the server.
+fn guess_role(info: &ConnInfo) -> Role {
+    let port = |a: &Option<String>| {
+        a.as_deref().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse::<u16>().ok())
+    };
+    match (port(&info.local_addr), port(&info.remote_addr)) {
+        (Some(l), Some(r)) if l > r => Role::Client,
+        _ => Role::Server,
+    }
+}

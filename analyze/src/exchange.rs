@@ -1,0 +1,306 @@
+//! Exchanges: one request and its response, as SPEC §4 describes them, built
+//! from what the HTTP/1 and HTTP/2 decoders produced plus the identity of the
+//! connection they were seen on.
+
+use std::sync::Arc;
+
+use crate::protocol::{
+    header, http1,
+    http2::{Side, Stream},
+    Header, Role,
+};
+
+/// Where an exchange was seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub conn_id: u64,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub local_addr: Option<String>,
+    pub remote_addr: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pod_uid: Option<String>,
+    pub container: Option<String>,
+    pub node: Option<String>,
+}
+
+/// One exchange (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub protocol: &'static str,
+    pub conn: Arc<ConnInfo>,
+    pub role: Role,
+    /// First byte of the request (or of whatever was seen first).
+    pub start_ts: i64,
+    /// Last byte of the response, when it was seen.
+    pub end_ts: Option<i64>,
+    pub stream_id: Option<u32>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub status: Option<u16>,
+    pub grpc_status: Option<i32>,
+    pub grpc_message: Option<String>,
+    pub content_type: Option<String>,
+    pub request_body_size: Option<u64>,
+    pub response_body_size: Option<u64>,
+    pub request_headers: Option<Vec<Header>>,
+    pub response_headers: Option<Vec<Header>>,
+    pub response_trailers: Option<Vec<Header>>,
+    pub response_body: Option<Vec<u8>>,
+    /// What was not seen or not decoded; empty for a complete exchange.
+    pub issues: Vec<String>,
+}
+
+impl Exchange {
+    pub fn complete(&self) -> bool {
+        self.issues.is_empty()
+    }
+
+    pub fn duration_ns(&self) -> Option<i64> {
+        self.end_ts.map(|end| (end - self.start_ts).max(0))
+    }
+
+    fn note(&mut self, issue: impl Into<String>) {
+        let issue = issue.into();
+        if !self.issues.contains(&issue) {
+            self.issues.push(issue);
+        }
+    }
+
+    fn empty(protocol: &'static str, conn: Arc<ConnInfo>, role: Role, start_ts: i64) -> Self {
+        Self {
+            protocol,
+            conn,
+            role,
+            start_ts,
+            end_ts: None,
+            stream_id: None,
+            method: None,
+            path: None,
+            authority: None,
+            status: None,
+            grpc_status: None,
+            grpc_message: None,
+            content_type: None,
+            request_body_size: None,
+            response_body_size: None,
+            request_headers: None,
+            response_headers: None,
+            response_trailers: None,
+            response_body: None,
+            issues: Vec::new(),
+        }
+    }
+}
+
+/// `protocol` values (SPEC §4).
+pub const HTTP1: &str = formats::schema::protocol::HTTP1;
+pub const HTTP2: &str = formats::schema::protocol::HTTP2;
+pub const GRPC: &str = formats::schema::protocol::GRPC;
+
+/// An HTTP/1 request/response pair as an exchange.
+pub fn from_http1(pair: http1::Pair, conn: Arc<ConnInfo>, role: Role) -> Exchange {
+    let start = pair.request.as_ref().or(pair.response.as_ref()).map_or(0, |m| m.start_ts);
+    let mut x = Exchange::empty(HTTP1, conn, role, start);
+    match pair.request {
+        Some(req) => {
+            for issue in &req.issues {
+                x.note(format!("request: {issue}"));
+            }
+            x.method = req.head.method.clone();
+            x.path = req.head.target.clone();
+            x.authority = req.head.header("host").map(str::to_string);
+            x.request_body_size = Some(req.body_size);
+            x.request_headers = Some(req.head.headers);
+        }
+        None => x.note("request not seen"),
+    }
+    match pair.response {
+        Some(resp) => {
+            for issue in &resp.issues {
+                x.note(format!("response: {issue}"));
+            }
+            x.end_ts = Some(resp.end_ts);
+            x.status = resp.head.status;
+            x.content_type = resp.head.header("content-type").map(str::to_string);
+            x.response_body_size = Some(resp.body_size);
+            x.response_body = Some(resp.body);
+            if !resp.trailers.is_empty() {
+                x.response_trailers = Some(resp.trailers);
+            }
+            x.response_headers = Some(resp.head.headers);
+        }
+        None => x.note("response not seen"),
+    }
+    x
+}
+
+/// Decodes grpc-message's percent-encoding (gRPC over HTTP/2, "Responses").
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn side_issues(x: &mut Exchange, what: &str, side: &Side) {
+    for issue in &side.issues {
+        x.note(format!("{what}: {issue}"));
+    }
+    if side.unknown_fields > 0 {
+        x.note(format!(
+            "{what}: {} header field(s) refer to HPACK state from before the capture",
+            side.unknown_fields
+        ));
+    }
+}
+
+/// An HTTP/2 stream as an exchange.
+pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role) -> Exchange {
+    let req_dir = role.request_dir();
+    let req = &stream.sides[req_dir as usize];
+    let resp = &stream.sides[req_dir.other() as usize];
+    let start = match &stream.upgrade {
+        Some(m) => m.start_ts,
+        None => req.start_ts.or(resp.start_ts).unwrap_or(0),
+    };
+    let mut x = Exchange::empty(HTTP2, conn, role, start);
+    x.stream_id = Some(stream.id);
+
+    if let Some(upgrade) = &stream.upgrade {
+        x.method = upgrade.head.method.clone();
+        x.path = upgrade.head.target.clone();
+        x.authority = upgrade.head.header("host").map(str::to_string);
+        x.request_body_size = Some(upgrade.body_size);
+        x.request_headers = Some(upgrade.head.headers.clone());
+    } else if let Some(headers) = &req.headers {
+        x.method = header(headers, ":method").map(str::to_string);
+        x.path = header(headers, ":path").map(str::to_string);
+        x.authority =
+            header(headers, ":authority").or_else(|| header(headers, "host")).map(str::to_string);
+        x.request_body_size = Some(req.data_len);
+        x.request_headers = Some(headers.clone());
+    } else if req.start_ts.is_some() {
+        x.request_body_size = Some(req.data_len);
+        x.note("request headers not seen");
+    } else {
+        x.note("request not seen");
+    }
+    side_issues(&mut x, "request", req);
+
+    let grpc = |h: &Option<Vec<Header>>| {
+        h.as_deref()
+            .and_then(|h| header(h, "content-type"))
+            .is_some_and(|c| c.starts_with("application/grpc"))
+    };
+    if grpc(&req.headers) || grpc(&resp.headers) {
+        x.protocol = GRPC;
+    }
+
+    if let Some(headers) = &resp.headers {
+        x.status = header(headers, ":status").and_then(|s| s.parse().ok());
+        x.content_type = header(headers, "content-type").map(str::to_string);
+        x.response_headers = Some(headers.clone());
+    } else if resp.start_ts.is_some() {
+        x.note("response headers not seen");
+    } else if stream.reset.is_none() {
+        x.note("response not seen");
+    }
+    if resp.start_ts.is_some() {
+        x.end_ts = Some(resp.end_ts);
+        x.response_body_size = Some(resp.data_len);
+        x.response_body = Some(resp.body.clone());
+    }
+    x.response_trailers = resp.trailers.clone();
+    side_issues(&mut x, "response", resp);
+
+    if x.protocol == GRPC {
+        // grpc-status comes in trailers, or in the headers of a trailers-only
+        // response.
+        let status_from = |h: &Option<Vec<Header>>| {
+            h.as_deref().and_then(|h| header(h, "grpc-status")).map(str::to_string)
+        };
+        let message_from = |h: &Option<Vec<Header>>| {
+            h.as_deref().and_then(|h| header(h, "grpc-message")).map(str::to_string)
+        };
+        let status = status_from(&resp.trailers).or_else(|| status_from(&resp.headers));
+        x.grpc_status = status.and_then(|s| s.trim().parse().ok());
+        x.grpc_message = message_from(&resp.trailers)
+            .or_else(|| message_from(&resp.headers))
+            .map(|m| percent_decode(&m));
+        if x.grpc_status.is_none() && resp.ended {
+            x.note("grpc-status not seen");
+        }
+    }
+
+    if let Some((by, code)) = stream.reset {
+        let who = if by == req_dir { "client" } else { "server" };
+        x.note(format!("reset by the {who} ({})", error_name(code)));
+        x.end_ts = Some(x.end_ts.unwrap_or(start).max(req.end_ts).max(resp.end_ts));
+    }
+    if stream.abandoned {
+        if !req.ended && req.start_ts.is_some() {
+            x.note("request not finished");
+        }
+        if !resp.ended {
+            x.note("response not finished");
+        }
+    }
+    x
+}
+
+/// Names of HTTP/2 error codes (RFC 9113 §7).
+fn error_name(code: u32) -> String {
+    let name = match code {
+        0x0 => "NO_ERROR",
+        0x1 => "PROTOCOL_ERROR",
+        0x2 => "INTERNAL_ERROR",
+        0x3 => "FLOW_CONTROL_ERROR",
+        0x4 => "SETTINGS_TIMEOUT",
+        0x5 => "STREAM_CLOSED",
+        0x6 => "FRAME_SIZE_ERROR",
+        0x7 => "REFUSED_STREAM",
+        0x8 => "CANCEL",
+        0x9 => "COMPRESSION_ERROR",
+        0xa => "CONNECT_ERROR",
+        0xb => "ENHANCE_YOUR_CALM",
+        0xc => "INADEQUATE_SECURITY",
+        0xd => "HTTP_1_1_REQUIRED",
+        _ => return format!("error {code:#x}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        assert_eq!(percent_decode("not%20found%3A%20x"), "not found: x");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%E2%9C%93"), "✓");
+        assert_eq!(percent_decode("%é%"), "%é%", "multi-byte characters after a % are kept");
+    }
+
+    #[test]
+    fn error_codes_have_names() {
+        assert_eq!(error_name(8), "CANCEL");
+        assert_eq!(error_name(0x99), "error 0x99");
+    }
+}

@@ -1,0 +1,95 @@
+//! Turning capture record batches into [`Row`]s for the engine, without
+//! copying payloads.
+
+use arrow_array::{
+    cast::AsArray,
+    types::{Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type},
+    Array, RecordBatch,
+};
+use formats::schema::{col, direction};
+
+use crate::{engine::Row, protocol::Dir};
+
+/// Calls `f` for every row of a capture batch, in order. Columns were
+/// checked by [`crate::input`]; a missing one yields no rows.
+pub fn for_each(batch: &RecordBatch, mut f: impl FnMut(&Row<'_>)) {
+    let Some(cols) = Columns::of(batch) else { return };
+    let kinds = cols.kind.values().as_string::<i32>();
+    for i in 0..batch.num_rows() {
+        fn s(a: &arrow_array::StringArray, i: usize) -> Option<&str> {
+            (!a.is_null(i)).then(|| a.value(i))
+        }
+        let key = cols.kind.keys().value(i) as usize;
+        if key >= kinds.len() {
+            continue;
+        }
+        let kind = kinds.value(key);
+        let direction = match s(cols.direction, i) {
+            Some(direction::INGRESS) => Some(Dir::Ingress),
+            Some(direction::EGRESS) => Some(Dir::Egress),
+            _ => None,
+        };
+        let row = Row {
+            ts: cols.ts.value(i),
+            kind,
+            pid: (!cols.pid.is_null(i)).then(|| cols.pid.value(i)),
+            comm: s(cols.comm, i),
+            conn_id: (!cols.conn_id.is_null(i)).then(|| cols.conn_id.value(i)),
+            direction,
+            seq: if cols.seq.is_null(i) { 0 } else { cols.seq.value(i) },
+            size: cols.size.value(i),
+            payload: if cols.payload.is_null(i) { &[] } else { cols.payload.value(i) },
+            local_addr: s(cols.local_addr, i),
+            remote_addr: s(cols.remote_addr, i),
+            namespace: s(cols.namespace, i),
+            pod: s(cols.pod, i),
+            pod_uid: s(cols.pod_uid, i),
+            container: s(cols.container, i),
+            node: s(cols.node, i),
+        };
+        f(&row);
+    }
+}
+
+struct Columns<'a> {
+    ts: &'a arrow_array::PrimitiveArray<TimestampNanosecondType>,
+    kind: &'a arrow_array::DictionaryArray<Int32Type>,
+    pid: &'a arrow_array::PrimitiveArray<UInt32Type>,
+    comm: &'a arrow_array::StringArray,
+    conn_id: &'a arrow_array::PrimitiveArray<UInt64Type>,
+    direction: &'a arrow_array::StringArray,
+    seq: &'a arrow_array::PrimitiveArray<UInt64Type>,
+    size: &'a arrow_array::PrimitiveArray<UInt64Type>,
+    payload: &'a arrow_array::BinaryArray,
+    local_addr: &'a arrow_array::StringArray,
+    remote_addr: &'a arrow_array::StringArray,
+    namespace: &'a arrow_array::StringArray,
+    pod: &'a arrow_array::StringArray,
+    pod_uid: &'a arrow_array::StringArray,
+    container: &'a arrow_array::StringArray,
+    node: &'a arrow_array::StringArray,
+}
+
+impl<'a> Columns<'a> {
+    fn of(b: &'a RecordBatch) -> Option<Self> {
+        let c = |name: &str| b.column_by_name(name);
+        Some(Self {
+            ts: c(col::TS)?.as_primitive_opt()?,
+            kind: c(col::KIND)?.as_dictionary_opt()?,
+            pid: c(col::PID)?.as_primitive_opt()?,
+            comm: c(col::COMM)?.as_string_opt()?,
+            conn_id: c(col::CONN_ID)?.as_primitive_opt()?,
+            direction: c(col::DIRECTION)?.as_string_opt()?,
+            seq: c(col::SEQ)?.as_primitive_opt()?,
+            size: c(col::SIZE)?.as_primitive_opt()?,
+            payload: c(col::PAYLOAD)?.as_binary_opt()?,
+            local_addr: c(col::LOCAL_ADDR)?.as_string_opt()?,
+            remote_addr: c(col::REMOTE_ADDR)?.as_string_opt()?,
+            namespace: c(col::NAMESPACE)?.as_string_opt()?,
+            pod: c(col::POD)?.as_string_opt()?,
+            pod_uid: c(col::POD_UID)?.as_string_opt()?,
+            container: c(col::CONTAINER)?.as_string_opt()?,
+            node: c(col::NODE)?.as_string_opt()?,
+        })
+    }
+}

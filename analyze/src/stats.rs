@@ -1,0 +1,147 @@
+//! What a run decoded, and how much of it: the summary on stdout.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use crate::exchange::Exchange;
+
+/// Counters of one or more captures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub rows: u64,
+    pub data_rows: u64,
+    /// Bytes the targets' syscalls moved.
+    pub bytes: u64,
+    pub lost_events: u64,
+    pub connections: u64,
+    pub http1_connections: u64,
+    pub http2_connections: u64,
+    pub unknown_connections: u64,
+    pub upgrades: u64,
+    /// Bytes of streams never seen (lost events, cut payloads, untraced syscalls).
+    pub gap_bytes: u64,
+    /// Bytes seen but skipped by a parser to find its footing again.
+    pub skipped_bytes: u64,
+    /// Bytes of connections that are not HTTP.
+    pub undecoded_bytes: u64,
+    /// Bytes that arrived twice.
+    pub overlap_bytes: u64,
+    pub bad_header_blocks: u64,
+    /// Header fields that referred to HPACK state from before the capture.
+    pub hpack_unknown_fields: u64,
+    pub exchanges: u64,
+    pub complete: u64,
+    /// Exchanges by (protocol, status) — gRPC by grpc-status.
+    pub by_status: BTreeMap<(String, String), u64>,
+    /// Why exchanges are incomplete, counts by reason.
+    pub issues: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    pub fn add_exchange(&mut self, x: &Exchange) {
+        self.exchanges += 1;
+        if x.complete() {
+            self.complete += 1;
+        }
+        let status = match (x.protocol, x.grpc_status, x.status) {
+            ("grpc", Some(code), _) => format!("grpc-status {code}"),
+            (_, _, Some(status)) => status.to_string(),
+            _ => "unknown".to_string(),
+        };
+        *self.by_status.entry((x.protocol.to_string(), status)).or_default() += 1;
+        for issue in &x.issues {
+            // Counts inside a reason ("3 header fields…") would split it.
+            let reason: String =
+                issue.chars().map(|c| if c.is_ascii_digit() { 'N' } else { c }).collect();
+            *self.issues.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Adds another capture's counters.
+    pub fn merge(&mut self, other: Stats) {
+        self.rows += other.rows;
+        self.data_rows += other.data_rows;
+        self.bytes += other.bytes;
+        self.lost_events += other.lost_events;
+        self.connections += other.connections;
+        self.http1_connections += other.http1_connections;
+        self.http2_connections += other.http2_connections;
+        self.unknown_connections += other.unknown_connections;
+        self.upgrades += other.upgrades;
+        self.gap_bytes += other.gap_bytes;
+        self.skipped_bytes += other.skipped_bytes;
+        self.undecoded_bytes += other.undecoded_bytes;
+        self.overlap_bytes += other.overlap_bytes;
+        self.bad_header_blocks += other.bad_header_blocks;
+        self.hpack_unknown_fields += other.hpack_unknown_fields;
+        self.exchanges += other.exchanges;
+        self.complete += other.complete;
+        for (k, v) in other.by_status {
+            *self.by_status.entry(k).or_default() += v;
+        }
+        for (k, v) in other.issues {
+            *self.issues.entry(k).or_default() += v;
+        }
+    }
+
+    /// The human summary printed on stdout.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} exchange(s) on {} connection(s): {} HTTP/1, {} HTTP/2, {} not HTTP",
+            self.exchanges,
+            self.connections,
+            self.http1_connections,
+            self.http2_connections,
+            self.unknown_connections
+        );
+        if !self.by_status.is_empty() {
+            let _ = writeln!(s, "\n  {:<8} {:<16} {:>10}", "protocol", "status", "exchanges");
+            for ((protocol, status), n) in &self.by_status {
+                let _ = writeln!(s, "  {protocol:<8} {status:<16} {n:>10}");
+            }
+        }
+        let _ = writeln!(s, "\ndecode coverage");
+        let pct = |n: u64, of: u64| if of == 0 { 100.0 } else { n as f64 * 100.0 / of as f64 };
+        let _ = writeln!(
+            s,
+            "  complete exchanges     {} of {} ({:.1}%)",
+            self.complete,
+            self.exchanges,
+            pct(self.complete, self.exchanges)
+        );
+        let _ = writeln!(s, "  bytes moved            {}", self.bytes);
+        let _ = writeln!(
+            s,
+            "  bytes never seen       {} (lost events, cut payloads, untraced syscalls)",
+            self.gap_bytes
+        );
+        let _ = writeln!(
+            s,
+            "  bytes skipped          {} (to find message or frame boundaries again)",
+            self.skipped_bytes
+        );
+        if self.undecoded_bytes > 0 {
+            let _ = writeln!(s, "  bytes not HTTP         {}", self.undecoded_bytes);
+        }
+        if self.lost_events > 0 {
+            let _ = writeln!(s, "  events lost in kernel  {}", self.lost_events);
+        }
+        if self.hpack_unknown_fields > 0 || self.bad_header_blocks > 0 {
+            let _ = writeln!(
+                s,
+                "  HPACK                  {} field(s) from before the capture, {} block(s) undecodable",
+                self.hpack_unknown_fields, self.bad_header_blocks
+            );
+        }
+        if !self.issues.is_empty() {
+            let _ = writeln!(s, "\nincomplete exchanges, by reason");
+            let mut issues: Vec<_> = self.issues.iter().collect();
+            issues.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (reason, n) in issues {
+                let _ = writeln!(s, "  {n:>8}  {reason}");
+            }
+        }
+        s
+    }
+}
