@@ -94,6 +94,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self._send(200, b"hello\n", "text/plain")
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "6")
+        self.end_headers()
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
@@ -118,7 +124,41 @@ def serve(args):
     server.serve_forever()
 
 
-def read_response(sock, buf):
+def body_size(raw):
+    """Body length of a complete raw response (chunked decoded)."""
+    head_end = raw.index(b"\r\n\r\n") + 4
+    head = raw[:head_end].decode("latin-1").lower()
+    body = raw[head_end:]
+    if "transfer-encoding: chunked" not in head:
+        return len(body)
+    size, pos = 0, 0
+    while True:
+        line_end = body.index(b"\r\n", pos)
+        n = int(body[pos:line_end].split(b";")[0], 16)
+        if n == 0:
+            return size
+        size += n
+        pos = line_end + 2 + n + 2
+
+
+def record(exchanges, request, response, head_request=False):
+    """Notes an exchange as the client saw it."""
+    method, path = request.split(b" ", 2)[:2]
+    status = int(response.split(b" ", 2)[1])
+    req_head_end = request.index(b"\r\n\r\n") + 4
+    exchanges.append(
+        {
+            "protocol": "http1",
+            "method": method.decode(),
+            "path": path.decode(),
+            "status": status,
+            "request_body_size": len(request) - req_head_end,
+            "response_body_size": 0 if head_request else body_size(response),
+        }
+    )
+
+
+def read_response(sock, buf, head_request=False):
     """Reads one response from sock (buf holds bytes already read); returns (raw, rest)."""
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
@@ -131,6 +171,9 @@ def read_response(sock, buf):
         line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line
     )
     headers = {k.strip(): v.strip() for k, v in headers.items()}
+    status = int(head.split(" ", 2)[1])
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        return buf[:head_end], buf[head_end:]
     if headers.get("transfer-encoding") == "chunked":
         pos = head_end
         while True:
@@ -212,9 +255,20 @@ def client(args):
     print(f"local {sock.getsockname()[1]}", flush=True)
     sent, recv, rest = bytearray(), bytearray(), b""
     marks = {"sent_before_pause": 0, "recv_before_pause": 0}
+    exchanges = []
     specs = args.spec * args.repeat
     if args.half_close:
         half_close(args, sock, specs, sent, recv)
+        specs = []
+    if args.pipeline:
+        requests = [build_request(spec, args.port, args.host) for spec in specs]
+        sock.sendall(b"".join(requests))
+        sent += b"".join(requests)
+        for request in requests:
+            head_request = request.startswith(b"HEAD ")
+            response, rest = read_response(sock, rest, head_request)
+            recv += response
+            record(exchanges, request, response, head_request)
         specs = []
     for i, spec in enumerate(specs):
         if i == args.pause_after:
@@ -226,8 +280,11 @@ def client(args):
             time.sleep(args.interval)
         sock.sendall(request)
         sent += request
-        response, rest = read_response(sock, rest)
+        head_request = request.startswith(b"HEAD ")
+        response, rest = read_response(sock, rest, head_request)
         recv += response
+        if i >= max(args.pause_after, 0):
+            record(exchanges, request, response, head_request)
     if args.log:
         os.makedirs(args.log, exist_ok=True)
         with open(os.path.join(args.log, "sent.bin"), "wb") as f:
@@ -236,6 +293,8 @@ def client(args):
             f.write(recv)
         with open(os.path.join(args.log, "marks.json"), "w") as f:
             json.dump(marks, f)
+        with open(os.path.join(args.log, "exchanges.json"), "w") as f:
+            json.dump(exchanges, f, indent=1)
     print("done", flush=True)
     sock.close()
 
@@ -259,6 +318,7 @@ def main():
     c.add_argument("--wait", action="store_true")
     c.add_argument("--nonblocking-connect", action="store_true")
     c.add_argument("--half-close", action="store_true")
+    c.add_argument("--pipeline", action="store_true")
     c.add_argument("spec", nargs="+")
     args = parser.parse_args()
     if args.command == "server":
