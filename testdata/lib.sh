@@ -52,3 +52,32 @@ json.dump({"match": match, "exchanges": exchanges}, open(out, "w"), indent=1)
 print(f"expected.json: {len(exchanges)} exchange(s), match {match}", file=sys.stderr)
 PY
 }
+
+# free_port: prints a TCP port nobody listens on.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_hypercorn PORT: serves scripts/peers/asgi_app.py over h2c; sets SERVER.
+start_hypercorn() {
+  (cd "$PEERS" && exec "$VENV/bin/hypercorn" --bind "127.0.0.1:$1" asgi_app:app) > "$WORK/hypercorn.log" 2>&1 &
+  SERVER=$!
+  until grep -q "Running on" "$WORK/hypercorn.log" 2>/dev/null; do
+    kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/hypercorn.log" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+# curl_log FILE: turns `curl -w` lines ("METHOD URL CODE DOWN UP") into a JSON
+# exchange list.
+curl_log() {
+  python3 - "$1" <<'PY'
+import json, sys, urllib.parse
+out = []
+for line in open(sys.argv[1]):
+    method, url, code, down, up = line.split()
+    out.append({"protocol": "http2", "method": method, "path": urllib.parse.urlsplit(url).path,
+                "status": int(code), "request_body_size": int(up), "response_body_size": int(down)})
+json.dump(out, sys.stdout)
+PY
+}

@@ -161,3 +161,21 @@ fn http1_lost_events() {
         "most of what survived decodes"
     );
 }
+
+#[test]
+fn h2c_prior_knowledge_with_curl() {
+    let stats = check_exact("h2c-curl");
+    assert_eq!(stats.http2_connections, 5);
+}
+
+#[test]
+fn h2c_upgrade_with_curl() {
+    let stats = check_exact("h2c-upgrade");
+    assert_eq!(stats.upgrades, 4, "both directions of both connections switched");
+}
+
+#[test]
+fn h2_concurrent_streams_with_nghttp() {
+    let stats = check_exact("h2-concurrent");
+    assert_eq!((stats.http2_connections, stats.exchanges), (1, 20));
+}
