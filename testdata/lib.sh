@@ -81,3 +81,20 @@ for line in open(sys.argv[1]):
 json.dump(out, sys.stdout)
 PY
 }
+
+# start_grpc_python: the grpcio Greeter server; sets SERVER and PORT.
+start_grpc_python() {
+  "$VENV/bin/python" "$PEERS/grpc/server.py" > "$WORK/grpc-server.txt" &
+  SERVER=$!
+  PORT=$(wait_port "$WORK/grpc-server.txt")
+}
+
+# start_grpc_go: builds and starts the grpc-go Greeter server; sets SERVER and PORT.
+start_grpc_go() {
+  "$PEERS/grpc/build-go.sh" "$WORK/greeter-go"
+  "$WORK/greeter-go" > "$WORK/grpc-server.txt" &
+  SERVER=$!
+  PORT=$(wait_port "$WORK/grpc-server.txt")
+}
+
+GRPC_CLIENT=("$VENV/bin/python" "$PEERS/grpc/client.py")

@@ -361,7 +361,12 @@ impl Feed<'_, '_> {
                 http2::Event::Stream(stream) => {
                     let role =
                         h2.role().or(self.known_role).unwrap_or_else(|| guess_role(self.info));
-                    self.emit(exchange::from_http2(*stream, self.info.clone(), role));
+                    // One gRPC stream makes the connection a gRPC one.
+                    if exchange::is_grpc(&stream) {
+                        h2.grpc = true;
+                    }
+                    let grpc = h2.grpc;
+                    self.emit(exchange::from_http2(*stream, self.info.clone(), role, grpc));
                 }
                 http2::Event::Skipped { bytes, .. } => self.stats.skipped_bytes += bytes,
                 http2::Event::BadBlock { .. } => self.stats.bad_header_blocks += 1,

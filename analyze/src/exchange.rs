@@ -169,8 +169,58 @@ fn side_issues(x: &mut Exchange, what: &str, side: &Side) {
     }
 }
 
-/// An HTTP/2 stream as an exchange.
-pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role) -> Exchange {
+/// Whether `body` (the first bytes of a side's DATA, `len` in all) is a run
+/// of gRPC length-prefixed messages: a flag byte of 0 or 1, a 4-byte length,
+/// the message, again, ending exactly at `len`.
+fn grpc_framed(body: &[u8], len: u64) -> bool {
+    if len < 5 {
+        return false;
+    }
+    let mut pos = 0u64;
+    while pos + 5 <= body.len() as u64 {
+        let p = pos as usize;
+        if body[p] > 1 {
+            return false;
+        }
+        let n = u32::from_be_bytes([body[p + 1], body[p + 2], body[p + 3], body[p + 4]]) as u64;
+        pos += 5 + n;
+        if pos == len {
+            return true;
+        }
+        if pos > len {
+            return false;
+        }
+    }
+    // Ran past the bytes kept without a contradiction.
+    pos > body.len() as u64 && pos <= len
+}
+
+/// Whether a stream is gRPC: its content type says so, a grpc-* header is
+/// there, or both bodies are length-prefixed messages (the signals that
+/// survive when HPACK state from before the capture hides the headers).
+pub fn is_grpc(stream: &Stream) -> bool {
+    let headers =
+        stream.sides.iter().flat_map(|s| s.headers.iter().chain(s.trailers.iter())).flatten();
+    let mut any_grpc_header = false;
+    for h in headers {
+        let grpc_type = h.name == "content-type"
+            && h.value.as_deref().is_some_and(|c| c.starts_with("application/grpc"));
+        if grpc_type || h.name.starts_with("grpc-") {
+            any_grpc_header = true;
+        }
+    }
+    any_grpc_header
+        || stream.sides.iter().filter(|s| s.data_len > 0).count() > 0
+            && stream
+                .sides
+                .iter()
+                .filter(|s| s.data_len > 0)
+                .all(|s| grpc_framed(&s.body, s.data_len))
+}
+
+/// An HTTP/2 stream as an exchange; `grpc` when the stream (or its
+/// connection) is known to carry gRPC.
+pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -> Exchange {
     let req_dir = role.request_dir();
     let req = &stream.sides[req_dir as usize];
     let resp = &stream.sides[req_dir.other() as usize];
@@ -202,12 +252,7 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role) -> Exchange {
     }
     side_issues(&mut x, "request", req);
 
-    let grpc = |h: &Option<Vec<Header>>| {
-        h.as_deref()
-            .and_then(|h| header(h, "content-type"))
-            .is_some_and(|c| c.starts_with("application/grpc"))
-    };
-    if grpc(&req.headers) || grpc(&resp.headers) {
+    if grpc {
         x.protocol = GRPC;
     }
 
@@ -239,10 +284,12 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role) -> Exchange {
         };
         let status = status_from(&resp.trailers).or_else(|| status_from(&resp.headers));
         x.grpc_status = status.and_then(|s| s.trim().parse().ok());
+        // An empty grpc-message is no message.
         x.grpc_message = message_from(&resp.trailers)
             .or_else(|| message_from(&resp.headers))
+            .filter(|m| !m.is_empty())
             .map(|m| percent_decode(&m));
-        if x.grpc_status.is_none() && resp.ended {
+        if x.grpc_status.is_none() && resp.ended && resp.unknown_fields == 0 {
             x.note("grpc-status not seen");
         }
     }

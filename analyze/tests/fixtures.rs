@@ -179,3 +179,53 @@ fn h2_concurrent_streams_with_nghttp() {
     let stats = check_exact("h2-concurrent");
     assert_eq!((stats.http2_connections, stats.exchanges), (1, 20));
 }
+
+#[test]
+fn grpc_python_unary_streaming_and_errors() {
+    let stats = check_exact("grpc-python");
+    assert_eq!(stats.skipped_bytes, 0, "the preface is expected, not skipped");
+}
+
+#[test]
+fn grpc_go_unary_streaming_and_errors() {
+    check_exact("grpc-go");
+}
+
+/// `known-or-null`: the capture joined a connection after 50 calls. Every
+/// call made during the capture comes out; each field is its true value or
+/// unknown, never a wrong one; fields indexed before the capture are unknown
+/// and counted; entries indexed during the capture resolve exactly.
+#[test]
+fn grpc_long_lived_connection_joined_late() {
+    let name = "grpc-longlived";
+    let (rule, golden) = golden(name);
+    assert_eq!(rule, "known-or-null");
+    let (decoded, stats) = decode(name);
+    assert_eq!(decoded.len(), golden.len(), "every call made during the capture");
+    let mut decoded: Vec<_> = decoded.iter().collect();
+    decoded.sort_by_key(|x| x.stream_id);
+    // The client made its calls one after another: stream order is call order.
+    for (x, truth) in decoded.iter().zip(&golden) {
+        let d = project(x);
+        for (k, v) in truth {
+            if k == "complete" {
+                continue;
+            }
+            let got = d.get(k).unwrap_or(&Value::Null);
+            assert!(got.is_null() || got == v, "{k}: decoded {got}, truly {v} ({d:?})");
+        }
+        assert_eq!(x.protocol, "grpc", "recognised as gRPC from its framing: {d:?}");
+        assert!(!x.complete(), "fields from before the capture are reported");
+    }
+    assert!(stats.hpack_unknown_fields > 0);
+    // SayHello's path was indexed before the capture: unknown, not guessed.
+    let paths: Vec<Option<&str>> = decoded.iter().map(|x| x.path.as_deref()).collect();
+    assert!(paths.iter().any(Option::is_none), "{paths:?}");
+    // SayHelloError's path was first sent during the capture: known, and so
+    // are later references to it.
+    let errors = golden.iter().filter(|g| g["path"] == "/helloworld.Greeter/SayHelloError").count();
+    assert_eq!(
+        paths.iter().filter(|p| **p == Some("/helloworld.Greeter/SayHelloError")).count(),
+        errors
+    );
+}

@@ -71,10 +71,12 @@ pub fn classify(ingress: &[u8], egress: &[u8], known_role: Option<Role>, done: b
             };
         }
     }
-    // Well-formed HTTP/2 frames from the first byte.
+    // Well-formed HTTP/2 frames from the first byte. A connection whose
+    // accept or connect was seen started during the capture: its client
+    // preface is still to come (servers may send SETTINGS first).
     for (_, bytes) in dirs {
         if frame::looks_like_frames(bytes) {
-            return Verdict::Http2 { role: known_role, preface: false };
+            return Verdict::Http2 { role: known_role, preface: known_role.is_some() };
         }
     }
     // A message start further in: the capture began mid-message.

@@ -109,6 +109,8 @@ pub struct Http2Conn {
     blocks: [Option<Block>; 2],
     streams: BTreeMap<u32, Stream>,
     scratch: Vec<FrameOutput>,
+    /// A stream of this connection was seen to be gRPC.
+    pub grpc: bool,
 }
 
 impl Http2Conn {
@@ -130,6 +132,7 @@ impl Http2Conn {
             blocks: [None, None],
             streams: BTreeMap::new(),
             scratch: Vec::new(),
+            grpc: false,
         }
     }
 
