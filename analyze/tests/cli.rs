@@ -1,0 +1,291 @@
+//! The `analyze` binary as a user runs it: inputs of every kind, clear errors
+//! with documented exit codes, the exchange file, and garbage that must not
+//! make it panic.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
+
+use arrow_array::{
+    builder::{
+        BinaryBuilder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
+        UInt32Builder, UInt64Builder,
+    },
+    types::Int32Type,
+    ArrayRef, RecordBatch,
+};
+use formats::schema::{capture_schema, meta};
+use parquet::{
+    arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ArrowWriter},
+    file::{metadata::KeyValue, properties::WriterProperties},
+};
+
+const ANALYZE: &str = env!("CARGO_BIN_EXE_analyze");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name).join("capture.parquet")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(ANALYZE).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Rewrites a capture with changed file metadata.
+fn rewrite(from: &Path, to: &Path, change: impl Fn(&mut Vec<KeyValue>)) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(from).unwrap()).unwrap();
+    let mut kv =
+        builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    kv.retain(|k| !k.key.starts_with("ARROW"));
+    change(&mut kv);
+    let schema = builder.schema().clone();
+    let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
+    let mut writer =
+        ArrowWriter::try_new(fs::File::create(to).unwrap(), schema, Some(props)).unwrap();
+    for batch in builder.build().unwrap() {
+        writer.write(&batch.unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_fixture_is_summarised_on_stdout() {
+    let (code, stdout, stderr) = run(&[fixture("http1-keepalive").to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("10 exchange(s) on 1 connection(s): 1 HTTP/1"), "{stdout}");
+    assert!(stdout.contains("complete exchanges     10 of 10"), "{stdout}");
+}
+
+#[test]
+fn several_captures_and_globs_are_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["http1-keepalive", "grpc-go"] {
+        fs::copy(fixture(name), dir.path().join(format!("{name}.parquet"))).unwrap();
+    }
+    let glob = format!("{}/*.parquet", dir.path().display());
+    let (code, stdout, _) = run(&[&glob]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("17 exchange(s) on 2 connection(s)"), "{stdout}");
+    let (code, stdout, _) = run(&[dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("17 exchange(s)"), "a directory of captures: {stdout}");
+}
+
+#[test]
+fn a_segment_directory_is_read_as_one_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = dir.path().join("run.parquet.d");
+    fs::create_dir(&segments).unwrap();
+    fs::copy(fixture("h2c-curl"), segments.join("part-000001.parquet")).unwrap();
+    let (code, stdout, stderr) = run(&[segments.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("5 exchange(s)"), "{stdout}");
+}
+
+#[test]
+fn the_exchange_file_has_one_row_per_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.parquet");
+    let (code, _, stderr) =
+        run(&[fixture("grpc-python").to_str().unwrap(), "--exchanges", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&out).unwrap()).unwrap();
+    assert_eq!(builder.schema().fields(), formats::schema::exchange_schema().fields());
+    let kind = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .find(|k| k.key == meta::FILE_KIND)
+        .cloned();
+    assert_eq!(kind.and_then(|k| k.value), Some("exchanges".into()));
+    let rows: usize = builder.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 7);
+    // And it is refused as a capture, by name.
+    let (code, _, stderr) = run(&[out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim(),
+        format!("error: `{}` is a podtap exchanges file, not a capture", out.display())
+    );
+}
+
+#[test]
+fn unreadable_inputs_are_named_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(&["/nonexistent/run.parquet"]);
+    assert_eq!(
+        (code, stderr.trim()),
+        (2, "error: no such file or directory: `/nonexistent/run.parquet`")
+    );
+
+    let text = dir.path().join("notes.parquet");
+    fs::write(&text, "not parquet at all").unwrap();
+    let (code, _, stderr) = run(&[text.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not a Parquet file, or it is truncated or damaged"), "{stderr}");
+
+    let truncated = dir.path().join("cut.parquet");
+    let bytes = fs::read(fixture("http1-keepalive")).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, stderr) = run(&[truncated.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("truncated or damaged"), "{stderr}");
+
+    let newer = dir.path().join("newer.parquet");
+    rewrite(&fixture("http1-keepalive"), &newer, |kv| {
+        for k in kv.iter_mut() {
+            if k.key == meta::SCHEMA_VERSION {
+                k.value = Some("99".into());
+            }
+        }
+    });
+    let (code, _, stderr) = run(&[newer.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("was written by a newer podtap (capture schema version 99"),
+        "{stderr}"
+    );
+
+    let foreign = dir.path().join("foreign.parquet");
+    rewrite(&fixture("http1-keepalive"), &foreign, |kv| kv.clear());
+    let (code, _, stderr) = run(&[foreign.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is a Parquet file but not a podtap capture"), "{stderr}");
+}
+
+#[test]
+fn bad_usage_is_exit_code_2() {
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("required"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        fixture("http1-keepalive").to_str().unwrap(),
+        "--exchanges",
+        "/nonexistent/x.parquet",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+/// A capture whose payloads are random bytes, with holes, overlaps and
+/// connections that start mid-stream: decoded without a panic, reported as
+/// not HTTP or as skipped bytes.
+#[test]
+fn garbage_payloads_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.parquet");
+    let schema = capture_schema();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let n = 3000;
+    let mut ts = TimestampNanosecondBuilder::new().with_timezone("UTC");
+    let mut kind = StringDictionaryBuilder::<Int32Type>::new();
+    let mut u32s: Vec<UInt32Builder> = (0..2).map(|_| UInt32Builder::new()).collect();
+    let mut strings: Vec<StringBuilder> = (0..10).map(|_| StringBuilder::new()).collect();
+    let mut fd = arrow_array::builder::Int32Builder::new();
+    let mut conn = UInt64Builder::new();
+    let mut seq = UInt64Builder::new();
+    let mut size = UInt64Builder::new();
+    let mut payload = BinaryBuilder::new();
+    let mut flags = UInt32Builder::new();
+    let mut cpu = UInt32Builder::new();
+    let mut pos = [[0u64; 2]; 8];
+    for i in 0..n {
+        let c = next() % 8;
+        let d = (next() % 2) as usize;
+        let len = next() % 300;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Some connections look like HTTP, broken.
+        if c < 3 && next() % 4 == 0 {
+            let starts: [&[u8]; 4] = [
+                b"GET / HTTP/1.1\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                b"\x00\x00\x05\x01\x04\x00\x00\x00\x01\xbe\xbf",
+            ];
+            bytes = [starts[(next() % 4) as usize], &bytes].concat();
+        }
+        let hole = if next() % 10 == 0 { next() % 1000 } else { 0 };
+        let s = pos[c as usize][d] + hole;
+        let moved = bytes.len() as u64 + if next() % 5 == 0 { next() % 5000 } else { 0 };
+        pos[c as usize][d] = s + moved;
+        ts.append_value(1_800_000_000_000_000_000 + i as i64 * 1000);
+        kind.append_value(if next() % 50 == 0 { "close" } else { "data" });
+        for b in &mut u32s {
+            b.append_value(7);
+        }
+        for (k, b) in strings.iter_mut().enumerate() {
+            match k {
+                0 => b.append_value("garbage"),
+                1 => b.append_value(if d == 0 { "ingress" } else { "egress" }),
+                2 => b.append_value("127.0.0.1:80"),
+                3 => b.append_value(format!("127.0.0.1:{}", 40000 + c)),
+                _ => b.append_null(),
+            }
+        }
+        fd.append_value(3);
+        conn.append_value(c);
+        seq.append_value(s);
+        size.append_value(moved);
+        payload.append_value(&bytes);
+        flags.append_value(0);
+        cpu.append_null();
+    }
+    let s = |b: &mut StringBuilder| Arc::new(b.finish()) as ArrayRef;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(u32s[0].finish()),
+        Arc::new(u32s[1].finish()),
+        s(&mut strings[0]),
+        Arc::new(fd.finish()),
+        Arc::new(conn.finish()),
+        s(&mut strings[1]),
+        Arc::new(seq.finish()),
+        Arc::new(size.finish()),
+        Arc::new(payload.finish()),
+        s(&mut strings[2]),
+        s(&mut strings[3]),
+        s(&mut strings[4]),
+        s(&mut strings[5]),
+        s(&mut strings[6]),
+        s(&mut strings[7]),
+        s(&mut strings[8]),
+        s(&mut strings[9]),
+        Arc::new(flags.finish()),
+        Arc::new(cpu.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let kv = vec![
+        KeyValue::new(meta::FILE_KIND.into(), "capture".to_string()),
+        KeyValue::new(meta::SCHEMA_VERSION.into(), "1".to_string()),
+    ];
+    let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
+    let mut writer =
+        ArrowWriter::try_new(fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let (code, stdout, stderr) = run(&[
+        path.to_str().unwrap(),
+        "--exchanges",
+        dir.path().join("x.parquet").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("on 8 connection(s)"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
