@@ -51,6 +51,11 @@ pub struct Exchange {
     pub response_body: Option<Vec<u8>>,
     /// What was not seen or not decoded; empty for a complete exchange.
     pub issues: Vec<String>,
+    /// gRPC: service and method from `:path`.
+    pub rpc_service: Option<String>,
+    pub rpc_method: Option<String>,
+    /// gRPC: the deadline the client set (`grpc-timeout`).
+    pub grpc_timeout_ns: Option<i64>,
 }
 
 impl Exchange {
@@ -91,6 +96,9 @@ impl Exchange {
             response_trailers: None,
             response_body: None,
             issues: Vec::new(),
+            rpc_service: None,
+            rpc_method: None,
+            grpc_timeout_ns: None,
         }
     }
 }
@@ -274,6 +282,15 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
     side_issues(&mut x, "response", resp);
 
     if x.protocol == GRPC {
+        if let Some((service, method)) = x.path.as_deref().and_then(rpc_parts) {
+            x.rpc_service = Some(service);
+            x.rpc_method = Some(method);
+        }
+        x.grpc_timeout_ns = x
+            .request_headers
+            .as_deref()
+            .and_then(|h| header(h, "grpc-timeout"))
+            .and_then(grpc_timeout_ns);
         // grpc-status comes in trailers, or in the headers of a trailers-only
         // response.
         let status_from = |h: &Option<Vec<Header>>| {
@@ -310,6 +327,34 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
     x
 }
 
+/// `/package.Service/Method` → (`package.Service`, `Method`).
+fn rpc_parts(path: &str) -> Option<(String, String)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then(|| (service.to_string(), method.to_string()))
+}
+
+/// A `grpc-timeout` value (up to 8 digits and a unit: H M S m u n) in ns.
+fn grpc_timeout_ns(value: &str) -> Option<i64> {
+    let value = value.trim();
+    let unit_at = value.char_indices().last()?.0;
+    let (digits, unit) = value.split_at(unit_at);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = digits.parse().ok()?;
+    let scale = match unit {
+        "H" => 3_600_000_000_000,
+        "M" => 60_000_000_000,
+        "S" => 1_000_000_000,
+        "m" => 1_000_000,
+        "u" => 1_000,
+        "n" => 1,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
 /// Names of HTTP/2 error codes (RFC 9113 §7).
 fn error_name(code: u32) -> String {
     let name = match code {
@@ -343,6 +388,24 @@ mod tests {
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
         assert_eq!(percent_decode("%E2%9C%93"), "✓");
         assert_eq!(percent_decode("%é%"), "%é%", "multi-byte characters after a % are kept");
+    }
+
+    #[test]
+    fn grpc_paths_and_timeouts_parse() {
+        assert_eq!(
+            rpc_parts("/helloworld.Greeter/SayHello"),
+            Some(("helloworld.Greeter".into(), "SayHello".into()))
+        );
+        assert_eq!(rpc_parts("/"), None);
+        assert_eq!(rpc_parts("/a/b/c"), None);
+        assert_eq!(grpc_timeout_ns("100m"), Some(100_000_000));
+        assert_eq!(grpc_timeout_ns("2S"), Some(2_000_000_000));
+        assert_eq!(grpc_timeout_ns("1H"), Some(3_600_000_000_000));
+        assert_eq!(grpc_timeout_ns("123456789S"), None, "at most 8 digits");
+        assert_eq!(grpc_timeout_ns("5x"), None);
+        assert_eq!(grpc_timeout_ns(""), None);
+        assert_eq!(grpc_timeout_ns("é"), None);
+        assert_eq!(grpc_timeout_ns("1é"), None);
     }
 
     #[test]

@@ -91,6 +91,9 @@ struct Columns {
     pod_uid: StringBuilder,
     node: StringBuilder,
     issues: StringBuilder,
+    rpc_service: StringBuilder,
+    rpc_method: StringBuilder,
+    grpc_timeout_ns: Int64Builder,
     rows: usize,
 }
 
@@ -127,6 +130,9 @@ impl Columns {
             pod_uid: StringBuilder::new(),
             node: StringBuilder::new(),
             issues: StringBuilder::new(),
+            rpc_service: StringBuilder::new(),
+            rpc_method: StringBuilder::new(),
+            grpc_timeout_ns: Int64Builder::new(),
             rows: 0,
         }
     }
@@ -163,6 +169,9 @@ impl Columns {
         self.pod_uid.append_option(c.pod_uid.as_deref());
         self.node.append_option(c.node.as_deref());
         self.issues.append_option((!x.issues.is_empty()).then(|| x.issues.join("; ")));
+        self.rpc_service.append_option(x.rpc_service.as_deref());
+        self.rpc_method.append_option(x.rpc_method.as_deref());
+        self.grpc_timeout_ns.append_option(x.grpc_timeout_ns);
         self.rows += 1;
     }
 
@@ -198,6 +207,9 @@ impl Columns {
             Arc::new(self.pod_uid.finish()),
             Arc::new(self.node.finish()),
             Arc::new(self.issues.finish()),
+            Arc::new(self.rpc_service.finish()),
+            Arc::new(self.rpc_method.finish()),
+            Arc::new(self.grpc_timeout_ns.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns).context("failed to assemble exchange rows")

@@ -289,3 +289,35 @@ fn garbage_payloads_do_not_panic() {
     assert!(stdout.contains("on 8 connection(s)"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// analyze needs no privileges: a plain user decodes a copied capture.
+#[test]
+fn runs_without_root() {
+    use std::os::unix::{fs::PermissionsExt, process::CommandExt};
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("analyze");
+    fs::copy(ANALYZE, &bin).unwrap();
+    let capture = dir.path().join("run.parquet");
+    fs::copy(fixture("grpc-go"), &capture).unwrap();
+    fs::set_permissions(&capture, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(&capture);
+    if is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("7 exchange(s)"));
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -168,6 +168,9 @@ pub mod xcol {
     pub const POD_UID: &str = "pod_uid";
     pub const NODE: &str = "node";
     pub const ISSUES: &str = "issues";
+    pub const RPC_SERVICE: &str = "rpc_service";
+    pub const RPC_METHOD: &str = "rpc_method";
+    pub const GRPC_TIMEOUT_NS: &str = "grpc_timeout_ns";
 }
 
 /// Values of the exchange `protocol` column.
@@ -196,6 +199,8 @@ pub fn headers_type() -> DataType {
 /// state from before the capture) has a null value; a field whose header was
 /// unknown is null. `response_body` holds the first bytes of the response
 /// body as seen (bounded). `role` is the target's side: `server` or `client`.
+/// For gRPC, `rpc_service` and `rpc_method` come from `:path`
+/// (`/package.Service/Method`) and `grpc_timeout_ns` from `grpc-timeout`.
 pub fn exchange_schema() -> SchemaRef {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
@@ -229,6 +234,9 @@ pub fn exchange_schema() -> SchemaRef {
         s(xcol::POD_UID),
         s(xcol::NODE),
         s(xcol::ISSUES),
+        s(xcol::RPC_SERVICE),
+        s(xcol::RPC_METHOD),
+        Field::new(xcol::GRPC_TIMEOUT_NS, DataType::Int64, true),
     ]))
 }
 
