@@ -17,6 +17,8 @@ use crate::protocol::http1;
 
 /// Largest header block (HEADERS plus CONTINUATIONs) accepted.
 const MAX_BLOCK: usize = 1 << 20;
+/// Streams open at once before the oldest are given up.
+const MAX_OPEN_STREAMS: usize = 10_000;
 
 /// What one side (direction) of a stream sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,12 +40,31 @@ pub struct Side {
     pub unknown_fields: u32,
     /// Why part of this side is missing.
     pub issues: Vec<&'static str>,
+    /// The connection's count of skips in this direction when the side
+    /// started, and when it ended: a skip in between may have eaten its frames.
+    skips_at_start: u64,
+    skips_at_end: Option<u64>,
 }
 
 impl Side {
-    fn touch(&mut self, start: i64, end: i64) {
-        self.start_ts.get_or_insert(start);
+    fn touch(&mut self, start: i64, end: i64, skips: u64) {
+        if self.start_ts.is_none() {
+            self.start_ts = Some(start);
+            self.skips_at_start = skips;
+        }
         self.end_ts = self.end_ts.max(end);
+    }
+
+    fn end(&mut self, skips: u64) {
+        self.ended = true;
+        self.skips_at_end.get_or_insert(skips);
+    }
+
+    /// Notes lost frames if the direction skipped bytes while this side was open.
+    fn check_skips(&mut self, skips_now: u64) {
+        if self.start_ts.is_some() && self.skips_at_end.unwrap_or(skips_now) > self.skips_at_start {
+            self.note("bytes of the stream unseen");
+        }
     }
 
     fn note(&mut self, issue: &'static str) {
@@ -111,6 +132,8 @@ pub struct Http2Conn {
     scratch: Vec<FrameOutput>,
     /// A stream of this connection was seen to be gRPC.
     pub grpc: bool,
+    /// Times each direction skipped bytes to find frames again.
+    skips: [u64; 2],
 }
 
 impl Http2Conn {
@@ -133,6 +156,7 @@ impl Http2Conn {
             streams: BTreeMap::new(),
             scratch: Vec::new(),
             grpc: false,
+            skips: [0; 2],
         }
     }
 
@@ -142,8 +166,8 @@ impl Http2Conn {
         // The server side starts with its own SETTINGS, no preface.
         let mut stream = Stream::new(1);
         let req = &mut stream.sides[role.request_dir() as usize];
-        req.touch(request.start_ts, request.end_ts);
-        req.ended = true;
+        req.touch(request.start_ts, request.end_ts, 0);
+        req.end(0);
         stream.upgrade = Some(request);
         conn.streams.insert(1, stream);
         conn
@@ -174,10 +198,17 @@ impl Http2Conn {
 
     /// The connection or the capture ended: every open stream comes out.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
-        for (_, mut stream) in std::mem::take(&mut self.streams) {
-            stream.abandoned = !stream.done();
-            out.push(Event::Stream(Box::new(stream)));
+        for (_, stream) in std::mem::take(&mut self.streams) {
+            self.emit(stream, out);
         }
+    }
+
+    fn emit(&self, mut stream: Stream, out: &mut Vec<Event>) {
+        stream.abandoned = !stream.done();
+        for (d, side) in stream.sides.iter_mut().enumerate() {
+            side.check_skips(self.skips[d]);
+        }
+        out.push(Event::Stream(Box::new(stream)));
     }
 
     fn handle(&mut self, dir: Dir, frames: &mut Vec<FrameOutput>, out: &mut Vec<Event>) {
@@ -188,12 +219,7 @@ impl Http2Conn {
                     // Header blocks may have been in the skipped bytes.
                     self.hpack[dir as usize].lost_block();
                     self.blocks[dir as usize] = None;
-                    for stream in self.streams.values_mut() {
-                        let side = &mut stream.sides[dir as usize];
-                        if side.start_ts.is_some() && !side.ended {
-                            side.note("bytes of the stream unseen");
-                        }
-                    }
+                    self.skips[dir as usize] += 1;
                     out.push(Event::Skipped { dir, bytes });
                 }
             }
@@ -202,6 +228,17 @@ impl Http2Conn {
 
     fn stream(&mut self, id: u32) -> &mut Stream {
         self.streams.entry(id).or_insert_with(|| Stream::new(id))
+    }
+
+    /// Keeps open streams bounded: streams whose ends were lost would pile up
+    /// otherwise. The oldest come out as abandoned.
+    fn bound(&mut self, out: &mut Vec<Event>) {
+        while self.streams.len() > MAX_OPEN_STREAMS {
+            match self.streams.pop_first() {
+                Some((_, stream)) => self.emit(stream, out),
+                None => break,
+            }
+        }
     }
 
     fn frame(&mut self, dir: Dir, frame: Frame, out: &mut Vec<Event>) {
@@ -215,8 +252,9 @@ impl Http2Conn {
         }
         match kind {
             frame::DATA => {
+                let skips = self.skips[d];
                 let side = &mut self.stream(id).sides[d];
-                side.touch(frame.start_ts, frame.end_ts);
+                side.touch(frame.start_ts, frame.end_ts, skips);
                 side.data_len += frame.data_len;
                 side.data_unseen += frame.data_unseen;
                 if frame.data_unseen > 0 {
@@ -229,7 +267,7 @@ impl Http2Conn {
                 let room = http1::parse::BODY_PREFIX.saturating_sub(side.body.len());
                 side.body.extend_from_slice(&frame.payload[..room.min(frame.payload.len())]);
                 if flags & frame::FLAG_END_STREAM != 0 {
-                    side.ended = true;
+                    side.end(skips);
                 }
                 self.maybe_done(id, out);
             }
@@ -279,8 +317,9 @@ impl Http2Conn {
                     .payload
                     .get(..4)
                     .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                let skips = self.skips[d];
                 let stream = self.stream(id);
-                stream.sides[d].touch(frame.start_ts, frame.end_ts);
+                stream.sides[d].touch(frame.start_ts, frame.end_ts, skips);
                 stream.reset = Some((dir, code));
                 self.maybe_done(id, out);
             }
@@ -308,18 +347,20 @@ impl Http2Conn {
         if let Some(promised) = block.promised {
             // A pushed response: the promise is its request, sent by the server.
             if let Some(role) = self.role {
+                let skips = self.skips[d];
                 let stream = self.stream(promised);
                 let req = &mut stream.sides[role.request_dir() as usize];
-                req.touch(block.start_ts, end_ts);
+                req.touch(block.start_ts, end_ts, skips);
                 req.headers = Some(headers);
                 req.unknown_fields += unknown;
-                req.ended = true;
+                req.end(skips);
             }
             return;
         }
         let id = block.stream;
+        let skips = self.skips[d];
         let side = &mut self.stream(id).sides[d];
-        side.touch(block.start_ts, end_ts);
+        side.touch(block.start_ts, end_ts, skips);
         side.unknown_fields += unknown;
         if error.is_some() {
             side.note("header block could not be decoded");
@@ -335,7 +376,7 @@ impl Http2Conn {
             side.trailers = Some(headers);
         }
         if block.end_stream {
-            side.ended = true;
+            side.end(skips);
         }
         self.maybe_done(id, out);
     }
@@ -361,8 +402,10 @@ impl Http2Conn {
     fn maybe_done(&mut self, id: u32, out: &mut Vec<Event>) {
         if self.streams.get(&id).is_some_and(Stream::done) {
             if let Some(stream) = self.streams.remove(&id) {
-                out.push(Event::Stream(Box::new(stream)));
+                self.emit(stream, out);
             }
+        } else {
+            self.bound(out);
         }
     }
 }
@@ -496,5 +539,42 @@ mod tests {
         conn.finish(&mut out);
         let s = streams(&out);
         assert!(s[0].abandoned);
+    }
+
+    #[test]
+    fn only_sides_open_across_a_skip_are_marked_unseen() {
+        let mut enc = Encoder::new();
+        let req = enc.encode(vec![(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+        let ingress = [
+            frame_bytes(HEADERS, FLAG_END_HEADERS, 1, &req),
+            frame_bytes(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &req),
+        ]
+        .concat();
+        let mut conn = Http2Conn::new(Some(Role::Server), false, 0);
+        let mut out = Vec::new();
+        conn.data(Dir::Ingress, &ingress, 1, &mut out);
+        conn.gap(Dir::Ingress, 100, 2, false, &mut out);
+        conn.finish(&mut out);
+        let s = streams(&out);
+        let issues = |id: u32| &s.iter().find(|s| s.id == id).unwrap().sides[0].issues;
+        assert_eq!(issues(1), &vec!["bytes of the stream unseen"]);
+        assert!(issues(3).is_empty());
+    }
+
+    #[test]
+    fn streams_that_never_end_are_bounded() {
+        let mut enc = Encoder::new();
+        let req = enc.encode(vec![(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+        let mut conn = Http2Conn::new(Some(Role::Server), false, 0);
+        let mut out = Vec::new();
+        for id in 0..MAX_OPEN_STREAMS as u32 + 10 {
+            let frame = frame_bytes(HEADERS, FLAG_END_HEADERS, 2 * id + 1, &req);
+            conn.data(Dir::Ingress, &frame, 1, &mut out);
+        }
+        let s = streams(&out);
+        assert_eq!(s.len(), 10);
+        assert!(s.iter().all(|s| s.abandoned));
+        assert_eq!(s[0].id, 1);
+        assert_eq!(conn.streams.len(), MAX_OPEN_STREAMS);
     }
 }
