@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The podtap demo: installs what is missing, builds, starts a small HTTP/1.1
 # service (scripts/peers/http1.py) with clients that keep it busy, captures its
-# traffic with eBPF for a few seconds, and writes the capture file.
+# traffic with eBPF for a few seconds, then analyzes the capture offline into
+# request/response exchanges and prints the summary.
 #
 #   sudo scripts/demo.sh [SECONDS]
 set -euo pipefail
@@ -13,11 +14,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/setup.sh
 echo "demo: building podtap (release)" >&2
-cargo build --release -q -p capture
+cargo build --release -q -p capture -p analyze
 
 out=target/demo
 mkdir -p "$out"
-rm -rf "$out/run.parquet" "$out/run.parquet.d"
+rm -rf "$out/run.parquet" "$out/run.parquet.d" "$out/exchanges.parquet"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -47,4 +48,8 @@ done
 wait "$capture"
 
 echo >&2
-echo "demo: the capture is in $out/run.parquet (Parquet, one row per event; see README)" >&2
+echo "demo: analyzing $out/run.parquet" >&2
+target/release/analyze "$out/run.parquet" --exchanges "$out/exchanges.parquet"
+echo >&2
+echo "demo: the capture is in $out/run.parquet (one row per syscall event), the" >&2
+echo "demo: decoded exchanges in $out/exchanges.parquet (one row per request/response); see README" >&2

@@ -2,6 +2,8 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
+use indicatif::BinaryBytes;
+
 use crate::exchange::Exchange;
 
 /// Counters of one or more captures.
@@ -110,19 +112,30 @@ impl Stats {
             self.exchanges,
             pct(self.complete, self.exchanges)
         );
-        let _ = writeln!(s, "  bytes moved            {}", self.bytes);
+        let _ =
+            writeln!(s, "  bytes moved            {} ({})", self.bytes, BinaryBytes(self.bytes));
         let _ = writeln!(
             s,
-            "  bytes never seen       {} (lost events, cut payloads, untraced syscalls)",
-            self.gap_bytes
+            "  bytes never seen       {} ({}; lost events, cut payloads, untraced syscalls)",
+            self.gap_bytes,
+            BinaryBytes(self.gap_bytes)
         );
         let _ = writeln!(
             s,
-            "  bytes skipped          {} (to find message or frame boundaries again)",
-            self.skipped_bytes
+            "  bytes skipped          {} ({}; to find message or frame boundaries again)",
+            self.skipped_bytes,
+            BinaryBytes(self.skipped_bytes)
         );
         if self.undecoded_bytes > 0 {
-            let _ = writeln!(s, "  bytes not HTTP         {}", self.undecoded_bytes);
+            let _ = writeln!(
+                s,
+                "  bytes not HTTP         {} ({})",
+                self.undecoded_bytes,
+                BinaryBytes(self.undecoded_bytes)
+            );
+        }
+        if self.overlap_bytes > 0 {
+            let _ = writeln!(s, "  bytes seen twice       {} (dropped)", self.overlap_bytes);
         }
         if self.lost_events > 0 {
             let _ = writeln!(s, "  events lost in kernel  {}", self.lost_events);

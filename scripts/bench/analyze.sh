@@ -4,8 +4,10 @@
 # nghttpd under h2load for HTTP/2), recorded at the same time by `capture`
 # and by dumpcap (a loopback pcap). Then `analyze` decodes the capture and
 # tshark the pcap; the script prints exchanges/s, MB/s, peak memory and the
-# ratio. A second analyze run over four copies of the capture shows whether
-# memory grows with the input (it must not: decoding streams).
+# ratio. The capture keeps whole writes (--max-payload 65536): nghttpd
+# batches many frames per write, and a cut write loses HTTP/2 frames. A
+# second analyze run over four copies of the capture shows whether memory
+# grows with the input (it must not: decoding streams).
 #
 #   scripts/bench/analyze.sh [SECONDS]      (as root; default 15)
 set -euo pipefail
@@ -45,7 +47,7 @@ sleep 0.5
 
 dumpcap -q -i lo -f "tcp port $p1 or tcp port $p2" -w "$work/traffic.pcap" 2>/dev/null &
 pcap=$!
-target/release/capture --pid "$(cat "$work/nginx.pid")" --pid "$h2" --ring-buffer-size 67108864 \
+target/release/capture --pid "$(cat "$work/nginx.pid")" --pid "$h2" --ring-buffer-size 67108864 --max-payload 65536 \
   -o "$work/traffic.parquet" 2>"$work/capture.log" &
 cap=$!
 until grep -q capturing "$work/capture.log"; do kill -0 "$cap" || { cat "$work/capture.log"; exit 1; }; sleep 0.1; done
@@ -58,24 +60,27 @@ kill -INT "$cap"; wait "$cap"
 kill -INT "$pcap"; wait "$pcap" || true
 grep -E '^captured' "$work/capture.log" >&2
 
-measure() { /usr/bin/time -f "%e %M" -o "$work/time" "$@"; cat "$work/time"; }
-read -r a_secs a_kb < <(measure target/release/analyze --quiet "$work/traffic.parquet" > "$work/summary.txt")
+# measure OUT CMD...: runs CMD with stdout to OUT; prints "seconds peak-KiB".
+measure() { local out=$1; shift; /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$out"; cat "$work/time"; }
+read -r a_secs a_kb < <(measure "$work/summary.txt" target/release/analyze --quiet "$work/traffic.parquet")
 exchanges=$(awk 'NR==1 {print $1}' "$work/summary.txt")
-read -r t_secs t_kb < <(measure sh -c "tshark -r '$work/traffic.pcap' -d tcp.port==$p1,http -d tcp.port==$p2,http2 \
-  -Y 'http.response or http2.headers.status' -T fields -e frame.number | wc -l > '$work/tshark.txt'")
+moved=$(awk '/bytes moved/ {print $3}' "$work/summary.txt")
+read -r t_secs t_kb < <(measure "$work/tshark.txt" sh -c "tshark -r '$work/traffic.pcap' -d tcp.port==$p1,http \
+  -d tcp.port==$p2,http2 -Y 'http.response or http2.headers.status' -T fields -e http.response.code -e http2.headers.status \
+  2>/dev/null | tr ',\\t' '\\n\\n' | grep -c .")
 tshark_responses=$(cat "$work/tshark.txt")
 for i in 1 2 3 4; do cp "$work/traffic.parquet" "$work/copy$i.parquet"; done
-read -r a4_secs a4_kb < <(measure target/release/analyze --quiet "$work"/copy?.parquet > /dev/null)
+read -r a4_secs a4_kb < <(measure /dev/null target/release/analyze --quiet "$work"/copy?.parquet)
 
-python3 - "$(stat -c %s "$work/traffic.parquet")" "$(stat -c %s "$work/traffic.pcap")" "$exchanges" "$a_secs" "$a_kb" \
+python3 - "$moved" "$(stat -c %s "$work/traffic.parquet")" "$(stat -c %s "$work/traffic.pcap")" "$exchanges" "$a_secs" "$a_kb" \
   "$tshark_responses" "$t_secs" "$t_kb" "$a4_secs" "$a4_kb" <<'PY'
 import sys
-cap, pcap, ex, a_s, a_kb, t_resp, t_s, t_kb, a4_s, a4_kb = sys.argv[1:]
-cap, pcap, ex, t_resp = int(cap), int(pcap), int(ex), int(t_resp)
+moved, cap, pcap, ex, a_s, a_kb, t_resp, t_s, t_kb, a4_s, a4_kb = sys.argv[1:]
+moved, cap, pcap, ex, t_resp = int(moved), int(cap), int(pcap), int(ex), int(t_resp)
 a_s, t_s, a4_s = float(a_s), float(t_s), float(a4_s)
-print(f"traffic: {ex:,} exchanges (HTTP/1 and HTTP/2); capture {cap/1e6:.1f} MB, pcap {pcap/1e6:.1f} MB")
-print(f"  analyze: {a_s:6.2f} s  {ex/a_s:10,.0f} exchanges/s  {cap/1e6/a_s:7.1f} MB/s of capture   peak {int(a_kb)/1024:7.1f} MiB")
-print(f"  tshark:  {t_s:6.2f} s  {t_resp/t_s:10,.0f} responses/s  {pcap/1e6/t_s:7.1f} MB/s of pcap      peak {int(t_kb)/1024:7.1f} MiB")
+print(f"traffic: {ex:,} exchanges (HTTP/1 and HTTP/2), {moved/1e6:.1f} MB of payload; capture file {cap/1e6:.1f} MB, pcap {pcap/1e6:.1f} MB")
+print(f"  analyze: {a_s:6.2f} s  {ex/a_s:10,.0f} exchanges/s  {moved/1e6/a_s:7.1f} MB/s of payload  peak {int(a_kb)/1024:7.1f} MiB")
+print(f"  tshark:  {t_s:6.2f} s  {t_resp/t_s:10,.0f} responses/s  {moved/1e6/t_s:7.1f} MB/s of payload  peak {int(t_kb)/1024:7.1f} MiB")
 print(f"  ratio:   analyze is {t_s/a_s:.1f}x faster than tshark on the same traffic ({t_resp:,} responses decoded by tshark)")
 print(f"  memory:  4 copies ({4*cap/1e6:.1f} MB) in {a4_s:.2f} s, peak {int(a4_kb)/1024:.1f} MiB (one copy: {int(a_kb)/1024:.1f} MiB)")
 PY
