@@ -230,56 +230,56 @@ pub fn is_grpc(stream: &Stream) -> bool {
 /// connection) is known to carry gRPC.
 pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -> Exchange {
     let req_dir = role.request_dir();
-    let req = &stream.sides[req_dir as usize];
-    let resp = &stream.sides[req_dir.other() as usize];
-    let start = match &stream.upgrade {
+    let Stream { id, sides: [a, b], reset, upgrade, abandoned } = stream;
+    let (mut req, mut resp) = if req_dir as usize == 0 { (a, b) } else { (b, a) };
+    let start = match &upgrade {
         Some(m) => m.start_ts,
         None => req.start_ts.or(resp.start_ts).unwrap_or(0),
     };
     let mut x = Exchange::empty(HTTP2, conn, role, start);
-    x.stream_id = Some(stream.id);
+    x.stream_id = Some(id);
 
-    if let Some(upgrade) = &stream.upgrade {
-        x.method = upgrade.head.method.clone();
-        x.path = upgrade.head.target.clone();
+    if let Some(upgrade) = upgrade {
         x.authority = upgrade.head.header("host").map(str::to_string);
+        x.method = upgrade.head.method;
+        x.path = upgrade.head.target;
         x.request_body_size = Some(upgrade.body_size);
-        x.request_headers = Some(upgrade.head.headers.clone());
-    } else if let Some(headers) = &req.headers {
-        x.method = header(headers, ":method").map(str::to_string);
-        x.path = header(headers, ":path").map(str::to_string);
+        x.request_headers = Some(upgrade.head.headers);
+    } else if let Some(headers) = req.headers.take() {
+        x.method = header(&headers, ":method").map(str::to_string);
+        x.path = header(&headers, ":path").map(str::to_string);
         x.authority =
-            header(headers, ":authority").or_else(|| header(headers, "host")).map(str::to_string);
+            header(&headers, ":authority").or_else(|| header(&headers, "host")).map(str::to_string);
         x.request_body_size = Some(req.data_len);
-        x.request_headers = Some(headers.clone());
+        x.request_headers = Some(headers);
     } else if req.start_ts.is_some() {
         x.request_body_size = Some(req.data_len);
         x.note("request headers not seen");
     } else {
         x.note("request not seen");
     }
-    side_issues(&mut x, "request", req);
+    side_issues(&mut x, "request", &req);
 
     if grpc {
         x.protocol = GRPC;
     }
 
-    if let Some(headers) = &resp.headers {
-        x.status = header(headers, ":status").and_then(|s| s.parse().ok());
-        x.content_type = header(headers, "content-type").map(str::to_string);
-        x.response_headers = Some(headers.clone());
+    if let Some(headers) = resp.headers.take() {
+        x.status = header(&headers, ":status").and_then(|s| s.parse().ok());
+        x.content_type = header(&headers, "content-type").map(str::to_string);
+        x.response_headers = Some(headers);
     } else if resp.start_ts.is_some() {
         x.note("response headers not seen");
-    } else if stream.reset.is_none() {
+    } else if reset.is_none() {
         x.note("response not seen");
     }
     if resp.start_ts.is_some() {
         x.end_ts = Some(resp.end_ts);
         x.response_body_size = Some(resp.data_len);
-        x.response_body = Some(resp.body.clone());
+        x.response_body = Some(std::mem::take(&mut resp.body));
     }
-    x.response_trailers = resp.trailers.clone();
-    side_issues(&mut x, "response", resp);
+    x.response_trailers = resp.trailers.take();
+    side_issues(&mut x, "response", &resp);
 
     if x.protocol == GRPC {
         if let Some((service, method)) = x.path.as_deref().and_then(rpc_parts) {
@@ -299,11 +299,11 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
         let message_from = |h: &Option<Vec<Header>>| {
             h.as_deref().and_then(|h| header(h, "grpc-message")).map(str::to_string)
         };
-        let status = status_from(&resp.trailers).or_else(|| status_from(&resp.headers));
+        let status = status_from(&x.response_trailers).or_else(|| status_from(&x.response_headers));
         x.grpc_status = status.and_then(|s| s.trim().parse().ok());
         // An empty grpc-message is no message.
-        x.grpc_message = message_from(&resp.trailers)
-            .or_else(|| message_from(&resp.headers))
+        x.grpc_message = message_from(&x.response_trailers)
+            .or_else(|| message_from(&x.response_headers))
             .filter(|m| !m.is_empty())
             .map(|m| percent_decode(&m));
         if x.grpc_status.is_none() && resp.ended && resp.unknown_fields == 0 {
@@ -311,12 +311,12 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
         }
     }
 
-    if let Some((by, code)) = stream.reset {
+    if let Some((by, code)) = reset {
         let who = if by == req_dir { "client" } else { "server" };
         x.note(format!("reset by the {who} ({})", error_name(code)));
         x.end_ts = Some(x.end_ts.unwrap_or(start).max(req.end_ts).max(resp.end_ts));
     }
-    if stream.abandoned {
+    if abandoned {
         if !req.ended && req.start_ts.is_some() {
             x.note("request not finished");
         }

@@ -128,7 +128,8 @@ pub struct Http2Conn {
     readers: [Reader; 2],
     hpack: [hpack::Decoder; 2],
     blocks: [Option<Block>; 2],
-    streams: BTreeMap<u32, Stream>,
+    /// Open streams, boxed: they are large and move in and out of the map.
+    streams: BTreeMap<u32, Box<Stream>>,
     scratch: Vec<FrameOutput>,
     /// A stream of this connection was seen to be gRPC.
     pub grpc: bool,
@@ -169,7 +170,7 @@ impl Http2Conn {
         req.touch(request.start_ts, request.end_ts, 0);
         req.end(0);
         stream.upgrade = Some(request);
-        conn.streams.insert(1, stream);
+        conn.streams.insert(1, Box::new(stream));
         conn
     }
 
@@ -203,12 +204,12 @@ impl Http2Conn {
         }
     }
 
-    fn emit(&self, mut stream: Stream, out: &mut Vec<Event>) {
+    fn emit(&self, mut stream: Box<Stream>, out: &mut Vec<Event>) {
         stream.abandoned = !stream.done();
         for (d, side) in stream.sides.iter_mut().enumerate() {
             side.check_skips(self.skips[d]);
         }
-        out.push(Event::Stream(Box::new(stream)));
+        out.push(Event::Stream(stream));
     }
 
     fn handle(&mut self, dir: Dir, frames: &mut Vec<FrameOutput>, out: &mut Vec<Event>) {
@@ -227,7 +228,7 @@ impl Http2Conn {
     }
 
     fn stream(&mut self, id: u32) -> &mut Stream {
-        self.streams.entry(id).or_insert_with(|| Stream::new(id))
+        self.streams.entry(id).or_insert_with(|| Box::new(Stream::new(id)))
     }
 
     /// Keeps open streams bounded: streams whose ends were lost would pile up
@@ -400,7 +401,7 @@ impl Http2Conn {
     }
 
     fn maybe_done(&mut self, id: u32, out: &mut Vec<Event>) {
-        if self.streams.get(&id).is_some_and(Stream::done) {
+        if self.streams.get(&id).is_some_and(|s| s.done()) {
             if let Some(stream) = self.streams.remove(&id) {
                 self.emit(stream, out);
             }
