@@ -250,6 +250,12 @@ impl Feed<'_, '_> {
     /// Decides the protocol once the first bytes allow it, then replays them.
     fn classify(&mut self, proto: &mut Proto, done: bool) {
         let Proto::Detecting { pieces, heads, gapped } = proto else { return };
+        if done && pieces.is_empty() {
+            // Opened and closed without a byte: nothing to decode.
+            self.stats.empty_connections += 1;
+            *proto = Proto::Unknown;
+            return;
+        }
         let verdict = detect::classify(
             &heads[0],
             &heads[1],

@@ -18,6 +18,8 @@ pub struct Stats {
     pub http1_connections: u64,
     pub http2_connections: u64,
     pub unknown_connections: u64,
+    /// Connections that carried no bytes.
+    pub empty_connections: u64,
     pub upgrades: u64,
     /// Bytes of streams never seen (lost events, cut payloads, untraced syscalls).
     pub gap_bytes: u64,
@@ -68,6 +70,7 @@ impl Stats {
         self.http1_connections += other.http1_connections;
         self.http2_connections += other.http2_connections;
         self.unknown_connections += other.unknown_connections;
+        self.empty_connections += other.empty_connections;
         self.upgrades += other.upgrades;
         self.gap_bytes += other.gap_bytes;
         self.skipped_bytes += other.skipped_bytes;
@@ -90,12 +93,13 @@ impl Stats {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} exchange(s) on {} connection(s): {} HTTP/1, {} HTTP/2, {} not HTTP",
+            "{} exchange(s) on {} connection(s): {} HTTP/1, {} HTTP/2, {} not HTTP, {} without data",
             self.exchanges,
             self.connections,
             self.http1_connections,
             self.http2_connections,
-            self.unknown_connections
+            self.unknown_connections,
+            self.empty_connections
         );
         if !self.by_status.is_empty() {
             let _ = writeln!(s, "\n  {:<8} {:<16} {:>10}", "protocol", "status", "exchanges");

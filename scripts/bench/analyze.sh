@@ -45,7 +45,7 @@ nghttpd --no-tls -d "$work" "$p2" > /dev/null 2>&1 &
 h2=$!
 sleep 0.5
 
-dumpcap -q -i lo -f "tcp port $p1 or tcp port $p2" -w "$work/traffic.pcap" 2>/dev/null &
+dumpcap -i lo -f "tcp port $p1 or tcp port $p2" -w "$work/traffic.pcap" 2>"$work/dumpcap.log" &
 pcap=$!
 target/release/capture --pid "$(cat "$work/nginx.pid")" --pid "$h2" --ring-buffer-size 67108864 --max-payload 65536 \
   -o "$work/traffic.parquet" 2>"$work/capture.log" &
@@ -59,6 +59,8 @@ sleep 1
 kill -INT "$cap"; wait "$cap"
 kill -INT "$pcap"; wait "$pcap" || true
 grep -E '^captured' "$work/capture.log" >&2
+# Packets the pcap missed make tshark's count a little lower.
+grep -E 'received/dropped' "$work/dumpcap.log" | sed 's/^/dumpcap: /' >&2 || true
 
 # measure OUT CMD...: runs CMD with stdout to OUT; prints "seconds peak-KiB".
 measure() { local out=$1; shift; /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$out"; cat "$work/time"; }
