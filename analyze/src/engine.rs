@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     exchange::{self, ConnInfo, Exchange},
+    input::{self, Capture, InputError},
     protocol::{
         detect::{self, Verdict},
         http1::{self, Http1Conn},
@@ -16,7 +17,8 @@ use crate::{
         Dir, Role,
     },
     reassembly::{Chunk, Piece, Reassembler},
-    stats::Stats,
+    rows,
+    stats::{Lost, Stats},
 };
 
 /// A capture row, as the engine needs it.
@@ -79,6 +81,27 @@ struct Conn {
     closed_at: Option<i64>,
 }
 
+/// What the engine knows about the capture beyond its rows.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// Process names by pid (the capture's targets).
+    pub processes: HashMap<u32, String>,
+    /// The machine the capture ran on.
+    pub host: Option<String>,
+    /// Response body bytes kept per exchange.
+    pub keep_body: usize,
+}
+
+impl Context {
+    pub fn of(capture: &Capture, keep_body: usize) -> Self {
+        Self {
+            processes: capture.process_names(),
+            host: capture.host().map(str::to_string),
+            keep_body,
+        }
+    }
+}
+
 /// Decodes one capture.
 pub struct Engine<'s> {
     conns: HashMap<u64, Conn>,
@@ -86,19 +109,71 @@ pub struct Engine<'s> {
     pub stats: Stats,
     rows: u64,
     keep_body: usize,
+    processes: HashMap<u32, String>,
+    host: Option<String>,
+}
+
+/// Decodes every row of `capture` into `sink`; `progress` hears the rows of
+/// each batch.
+pub fn decode(
+    capture: &Capture,
+    context: Context,
+    sink: &mut dyn FnMut(Exchange),
+    progress: &mut dyn FnMut(u64),
+) -> Result<Stats, InputError> {
+    let mut engine = Engine::new(sink, context);
+    for part in &capture.parts {
+        for batch in input::batches(part)? {
+            let batch = batch?;
+            rows::for_each(&batch, |row| engine.row(row));
+            progress(batch.num_rows() as u64);
+        }
+    }
+    let mut stats = engine.finish();
+    let (start, end) = capture.span();
+    let (start, end) = (start.or(stats.first_ts), end.or(stats.last_ts));
+    // Losses the metadata counts but no `lost` row dates: put them at the end.
+    let recorded = capture.lost_events().unwrap_or(0);
+    if recorded > stats.lost_events {
+        stats.lost.push(Lost {
+            host: capture.host().map(str::to_string),
+            ts: end.unwrap_or(0),
+            events: recorded - stats.lost_events,
+        });
+        stats.lost_events = recorded;
+    }
+    stats.note_span(start, end);
+    Ok(stats)
 }
 
 impl<'s> Engine<'s> {
-    pub fn new(sink: &'s mut dyn FnMut(Exchange), keep_body: usize) -> Self {
-        Self { conns: HashMap::new(), sink, stats: Stats::default(), rows: 0, keep_body }
+    pub fn new(sink: &'s mut dyn FnMut(Exchange), context: Context) -> Self {
+        Self {
+            conns: HashMap::new(),
+            sink,
+            stats: Stats::default(),
+            rows: 0,
+            keep_body: context.keep_body,
+            processes: context.processes,
+            host: context.host,
+        }
     }
 
     /// Handles one row.
     pub fn row(&mut self, row: &Row<'_>) {
         self.rows += 1;
         self.stats.rows += 1;
+        self.stats.first_ts = Some(self.stats.first_ts.map_or(row.ts, |t| t.min(row.ts)));
+        self.stats.last_ts = Some(self.stats.last_ts.map_or(row.ts, |t| t.max(row.ts)));
         match row.kind {
-            "lost" => self.stats.lost_events += row.size,
+            "lost" => {
+                self.stats.lost_events += row.size;
+                self.stats.lost.push(Lost {
+                    host: self.host.clone(),
+                    ts: row.ts,
+                    events: row.size,
+                });
+            }
             "data" => self.data(row),
             "accept" | "connect" => {
                 let role = if row.kind == "accept" { Role::Server } else { Role::Client };
@@ -131,6 +206,7 @@ impl<'s> Engine<'s> {
     fn conn(&mut self, row: &Row<'_>) -> &mut Conn {
         let id = row.conn_id.unwrap_or(0);
         let stats = &mut self.stats;
+        let (processes, host) = (&self.processes, &self.host);
         self.conns.entry(id).or_insert_with(|| {
             stats.connections += 1;
             let own = |s: Option<&str>| s.map(str::to_string);
@@ -138,6 +214,11 @@ impl<'s> Engine<'s> {
                 info: Arc::new(ConnInfo {
                     conn_id: id,
                     pid: row.pid,
+                    process: row
+                        .pid
+                        .and_then(|pid| processes.get(&pid).cloned())
+                        .or_else(|| own(row.comm)),
+                    host: host.clone(),
                     comm: own(row.comm),
                     local_addr: own(row.local_addr),
                     remote_addr: own(row.remote_addr),

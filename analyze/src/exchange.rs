@@ -15,6 +15,10 @@ use crate::protocol::{
 pub struct ConnInfo {
     pub conn_id: u64,
     pub pid: Option<u32>,
+    /// The target process's name (the thread's `comm` when unknown).
+    pub process: Option<String>,
+    /// The machine the capture ran on.
+    pub host: Option<String>,
     pub comm: Option<String>,
     pub local_addr: Option<String>,
     pub remote_addr: Option<String>,
@@ -56,6 +60,10 @@ pub struct Exchange {
     pub rpc_method: Option<String>,
     /// gRPC: the deadline the client set (`grpc-timeout`).
     pub grpc_timeout_ns: Option<i64>,
+    /// HTTP/2: the weight the request's HEADERS gave the stream.
+    pub request_weight: Option<u16>,
+    /// The path with ids collapsed, for grouping (set by [`crate::route`]).
+    pub route: Option<String>,
 }
 
 impl Exchange {
@@ -74,7 +82,12 @@ impl Exchange {
         }
     }
 
-    fn empty(protocol: &'static str, conn: Arc<ConnInfo>, role: Role, start_ts: i64) -> Self {
+    pub(crate) fn empty(
+        protocol: &'static str,
+        conn: Arc<ConnInfo>,
+        role: Role,
+        start_ts: i64,
+    ) -> Self {
         Self {
             protocol,
             conn,
@@ -99,6 +112,8 @@ impl Exchange {
             rpc_service: None,
             rpc_method: None,
             grpc_timeout_ns: None,
+            request_weight: None,
+            route: None,
         }
     }
 }
@@ -252,6 +267,7 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
             header(&headers, ":authority").or_else(|| header(&headers, "host")).map(str::to_string);
         x.request_body_size = Some(req.data_len);
         x.request_headers = Some(headers);
+        x.request_weight = req.weight;
     } else if req.start_ts.is_some() {
         x.request_body_size = Some(req.data_len);
         x.note("request headers not seen");

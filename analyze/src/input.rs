@@ -72,6 +72,42 @@ impl Capture {
     pub fn lost_events(&self) -> Option<u64> {
         self.meta.get(meta::LOST_EVENTS).and_then(|v| v.parse().ok())
     }
+
+    /// The machine it ran on.
+    pub fn host(&self) -> Option<&str> {
+        self.meta.get(meta::HOST).map(String::as_str).filter(|h| !h.is_empty())
+    }
+
+    /// When it started and ended (ns since the epoch); an unfinished capture
+    /// has no end.
+    pub fn span(&self) -> (Option<i64>, Option<i64>) {
+        let at = |key: &str| {
+            let text = self.meta.get(key)?;
+            let t = humantime::parse_rfc3339(text).ok()?;
+            let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+            i64::try_from(d.as_nanos()).ok()
+        };
+        (at(meta::START), at(meta::END))
+    }
+
+    /// Names of its target processes by pid (`podtap.targets`).
+    pub fn process_names(&self) -> HashMap<u32, String> {
+        let Some(text) = self.meta.get(meta::TARGETS) else { return HashMap::new() };
+        let Ok(targets) = serde_json::from_str::<serde_json::Value>(text) else {
+            return HashMap::new();
+        };
+        let Some(processes) = targets.get("processes").and_then(|p| p.as_array()) else {
+            return HashMap::new();
+        };
+        processes
+            .iter()
+            .filter_map(|p| {
+                let pid = u32::try_from(p.get("pid")?.as_u64()?).ok()?;
+                let comm = p.get("comm")?.as_str()?;
+                Some((pid, comm.to_string()))
+            })
+            .collect()
+    }
 }
 
 fn has_glob_chars(s: &str) -> bool {

@@ -10,8 +10,11 @@
 pub mod engine;
 pub mod exchange;
 pub mod input;
+pub mod metrics;
 pub mod output;
 pub mod protocol;
 pub mod reassembly;
+pub mod red;
+pub mod route;
 pub mod rows;
 pub mod stats;

@@ -6,14 +6,37 @@ use indicatif::BinaryBytes;
 
 use crate::exchange::Exchange;
 
+/// Events the kernel could not hand over, on one machine, in one second.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    pub host: Option<String>,
+    pub ts: i64,
+    pub events: u64,
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Counters of one or more captures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub rows: u64,
     pub data_rows: u64,
+    /// Timestamps (ns) of the first and last rows.
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+    /// The time the captures covered (ns): from the earliest start to the
+    /// latest end, from their metadata (or their rows).
+    pub span: Option<(i64, i64)>,
     /// Bytes the targets' syscalls moved.
     pub bytes: u64,
     pub lost_events: u64,
+    /// Where and when events were lost.
+    pub lost: Vec<Lost>,
     pub connections: u64,
     pub http1_connections: u64,
     pub http2_connections: u64,
@@ -60,12 +83,33 @@ impl Stats {
         }
     }
 
+    /// Widens the covered time to include `start..end`.
+    pub fn note_span(&mut self, start: Option<i64>, end: Option<i64>) {
+        let (Some(start), Some(end)) = (start, end) else { return };
+        let end = end.max(start);
+        self.span = Some(match self.span {
+            Some((s, e)) => (s.min(start), e.max(end)),
+            None => (start, end),
+        });
+    }
+
+    /// Seconds the captures covered (at least a millisecond, for rates).
+    pub fn seconds(&self) -> f64 {
+        self.span.map_or(0.0, |(s, e)| (e - s) as f64 / 1e9).max(1e-3)
+    }
+
     /// Adds another capture's counters.
     pub fn merge(&mut self, other: Stats) {
         self.rows += other.rows;
+        self.first_ts = min_opt(self.first_ts, other.first_ts);
+        self.last_ts = self.last_ts.max(other.last_ts);
+        if let Some((s, e)) = other.span {
+            self.note_span(Some(s), Some(e));
+        }
         self.data_rows += other.data_rows;
         self.bytes += other.bytes;
         self.lost_events += other.lost_events;
+        self.lost.extend(other.lost);
         self.connections += other.connections;
         self.http1_connections += other.http1_connections;
         self.http2_connections += other.http2_connections;

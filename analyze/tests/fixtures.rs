@@ -5,7 +5,12 @@
 
 use std::{collections::BTreeMap, fs, path::PathBuf};
 
-use analyze::{engine::Engine, exchange::Exchange, input, rows, stats::Stats};
+use analyze::{
+    engine::{self, Context},
+    exchange::Exchange,
+    input,
+    stats::Stats,
+};
 use serde_json::{json, Map, Value};
 
 fn testdata() -> PathBuf {
@@ -18,13 +23,8 @@ fn decode(name: &str) -> (Vec<Exchange>, Stats) {
     let captures = input::discover(&[path.display().to_string()]).expect("fixture opens");
     let mut exchanges = Vec::new();
     let mut sink = |x: Exchange| exchanges.push(x);
-    let mut engine = Engine::new(&mut sink, 16 * 1024);
-    for part in &captures[0].parts {
-        for batch in input::batches(part).unwrap() {
-            rows::for_each(&batch.unwrap(), |row| engine.row(row));
-        }
-    }
-    let stats = engine.finish();
+    let context = Context::of(&captures[0], 16 * 1024);
+    let stats = engine::decode(&captures[0], context, &mut sink, &mut |_| {}).expect("decodes");
     (exchanges, stats)
 }
 

@@ -171,6 +171,14 @@ pub mod xcol {
     pub const RPC_SERVICE: &str = "rpc_service";
     pub const RPC_METHOD: &str = "rpc_method";
     pub const GRPC_TIMEOUT_NS: &str = "grpc_timeout_ns";
+    /// The target process's name.
+    pub const PROCESS: &str = "process";
+    /// The machine the capture ran on.
+    pub const HOST: &str = "host";
+    /// The path with ids collapsed (`http_route`); gRPC: the path.
+    pub const ROUTE: &str = "route";
+    /// HTTP/2: the stream weight of the request's HEADERS (1–256).
+    pub const REQUEST_WEIGHT: &str = "request_weight";
 }
 
 /// Values of the exchange `protocol` column.
@@ -237,6 +245,10 @@ pub fn exchange_schema() -> SchemaRef {
         s(xcol::RPC_SERVICE),
         s(xcol::RPC_METHOD),
         Field::new(xcol::GRPC_TIMEOUT_NS, DataType::Int64, true),
+        s(xcol::PROCESS),
+        s(xcol::HOST),
+        s(xcol::ROUTE),
+        Field::new(xcol::REQUEST_WEIGHT, DataType::UInt16, true),
     ]))
 }
 

@@ -101,6 +101,8 @@ pub struct Frame {
     pub data_unseen: u64,
     /// Some unseen bytes were lost, not just cut at `--max-payload`.
     pub data_lost: bool,
+    /// HEADERS with the PRIORITY flag: the stream's weight (1–256).
+    pub weight: Option<u16>,
     pub start_ts: i64,
     pub end_ts: i64,
 }
@@ -280,6 +282,7 @@ impl Reader {
             data_len: 0,
             data_unseen: unseen,
             data_lost: lost,
+            weight: None,
             start_ts,
             end_ts: ts,
         };
@@ -304,6 +307,8 @@ fn strip(frame: &mut Frame, keep_data: usize) -> bool {
         skip_front = 1;
     }
     if h.kind == HEADERS && h.flags & FLAG_PRIORITY != 0 {
+        // Stream dependency (4 bytes), then the weight minus one (RFC 9113 §6.2).
+        frame.weight = frame.payload.get(skip_front + 4).map(|w| u16::from(*w) + 1);
         skip_front += 5;
     }
     if skip_front as u64 + pad > total {
@@ -409,6 +414,8 @@ mod tests {
         let headers =
             frame(HEADERS, FLAG_PADDED | FLAG_PRIORITY, 1, &[2, 0, 0, 0, 0, 16, 0x82, 0, 0]);
         assert_eq!(frames(&headers)[0].payload, vec![0x82]);
+        // The weight byte (16) is the weight minus one.
+        assert_eq!(frames(&headers)[0].weight, Some(17));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Side {
     pub ended: bool,
     /// Header fields whose name or value was unknown (HPACK).
     pub unknown_fields: u32,
+    /// The weight its HEADERS gave the stream, if it had priority fields.
+    pub weight: Option<u16>,
     /// Why part of this side is missing.
     pub issues: Vec<&'static str>,
     /// The connection's count of skips in this direction when the side
@@ -119,6 +121,7 @@ struct Block {
     end_stream: bool,
     bytes: Vec<u8>,
     start_ts: i64,
+    weight: Option<u16>,
 }
 
 /// HTTP/2 on one connection.
@@ -288,6 +291,7 @@ impl Http2Conn {
                     end_stream: kind == frame::HEADERS && flags & frame::FLAG_END_STREAM != 0,
                     bytes: fragment,
                     start_ts: frame.start_ts,
+                    weight: frame.weight,
                 };
                 if flags & frame::FLAG_END_HEADERS != 0 {
                     self.block(dir, block, frame.end_ts, out);
@@ -363,6 +367,7 @@ impl Http2Conn {
         let side = &mut self.stream(id).sides[d];
         side.touch(block.start_ts, end_ts, skips);
         side.unknown_fields += unknown;
+        side.weight = side.weight.or(block.weight);
         if error.is_some() {
             side.note("header block could not be decoded");
         }

@@ -94,6 +94,10 @@ struct Columns {
     rpc_service: StringBuilder,
     rpc_method: StringBuilder,
     grpc_timeout_ns: Int64Builder,
+    process: StringBuilder,
+    host: StringBuilder,
+    route: StringBuilder,
+    request_weight: UInt16Builder,
     rows: usize,
 }
 
@@ -133,11 +137,15 @@ impl Columns {
             rpc_service: StringBuilder::new(),
             rpc_method: StringBuilder::new(),
             grpc_timeout_ns: Int64Builder::new(),
+            process: StringBuilder::new(),
+            host: StringBuilder::new(),
+            route: StringBuilder::new(),
+            request_weight: UInt16Builder::new(),
             rows: 0,
         }
     }
 
-    fn push(&mut self, x: &Exchange) {
+    fn push(&mut self, x: &Exchange, bodies: bool) {
         let c = &x.conn;
         self.protocol.append_value(x.protocol);
         self.start.append_value(x.start_ts);
@@ -161,7 +169,7 @@ impl Columns {
         push_headers(&mut self.response_headers, x.response_headers.as_deref());
         self.complete.append_value(x.complete());
         push_headers(&mut self.response_trailers, x.response_trailers.as_deref());
-        self.response_body.append_option(x.response_body.as_deref());
+        self.response_body.append_option(x.response_body.as_deref().filter(|_| bodies));
         self.role.append_value(x.role.as_str());
         self.comm.append_option(c.comm.as_deref());
         self.local_addr.append_option(c.local_addr.as_deref());
@@ -172,6 +180,10 @@ impl Columns {
         self.rpc_service.append_option(x.rpc_service.as_deref());
         self.rpc_method.append_option(x.rpc_method.as_deref());
         self.grpc_timeout_ns.append_option(x.grpc_timeout_ns);
+        self.process.append_option(x.conn.process.as_deref());
+        self.host.append_option(x.conn.host.as_deref());
+        self.route.append_option(x.route.as_deref());
+        self.request_weight.append_option(x.request_weight);
         self.rows += 1;
     }
 
@@ -210,6 +222,10 @@ impl Columns {
             Arc::new(self.rpc_service.finish()),
             Arc::new(self.rpc_method.finish()),
             Arc::new(self.grpc_timeout_ns.finish()),
+            Arc::new(self.process.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.route.finish()),
+            Arc::new(self.request_weight.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns).context("failed to assemble exchange rows")
@@ -222,6 +238,7 @@ pub struct ExchangeWriter {
     columns: Columns,
     writer: ArrowWriter<fs::File>,
     path: std::path::PathBuf,
+    bodies: bool,
 }
 
 impl ExchangeWriter {
@@ -247,11 +264,16 @@ impl ExchangeWriter {
             .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .with_context(|| format!("failed to start `{}`", path.display()))?;
-        Ok(Self { schema, columns: Columns::new(), writer, path: path.to_path_buf() })
+        Ok(Self { schema, columns: Columns::new(), writer, path: path.to_path_buf(), bodies: true })
+    }
+
+    /// Whether `response_body` is written (it is by default).
+    pub fn keep_bodies(&mut self, keep: bool) {
+        self.bodies = keep;
     }
 
     pub fn push(&mut self, x: &Exchange) -> Result<()> {
-        self.columns.push(x);
+        self.columns.push(x, self.bodies);
         if self.columns.rows >= BATCH {
             self.flush()?;
         }

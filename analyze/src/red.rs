@@ -1,0 +1,463 @@
+//! RED — rate, errors, duration — computed with polars over the exchange
+//! file, so every number in every output comes from the same table a user
+//! can query.
+//!
+//! Two lazy queries over the file:
+//! - per series and time step: the finest grain any output needs (the
+//!   labels of both metric families, plus the step in which each exchange
+//!   ended), with counts, errors, duration sums and cumulative bucket counts
+//!   for both bucket sets. Totals are the sums over steps, so pushed totals,
+//!   timestamped history and the report can never disagree.
+//! - per table row (target × direction × protocol × method × route): counts,
+//!   errors and exact latency quantiles for the summary and the report.
+//!
+//! An exchange is in RED when its duration and status are known (for gRPC,
+//! `grpc-status`); the others are counted in [`Red::excluded`]. Errors are
+//! HTTP statuses of 500 and up, and gRPC statuses other than 0.
+
+use std::{collections::BTreeMap, path::Path};
+
+use polars::prelude::*;
+
+/// Upper bounds (seconds) of the otel duration histograms (SPEC §5).
+pub const OTEL_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// Upper bounds (milliseconds) of the seed's `http_spend`/`grpc_spend`:
+/// linear from 0, width 800, 20 buckets.
+pub const SEED_BUCKETS_MS: [f64; 20] = {
+    let mut b = [0.0; 20];
+    let mut i = 0;
+    while i < 20 {
+        b[i] = (i * 800) as f64;
+        i += 1;
+    }
+    b
+};
+
+/// What identifies a series: every label either metric family may use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub host: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub process: Option<String>,
+    /// `server` or `client`: the target's side of the exchange.
+    pub role: String,
+    /// `http1`, `http2` or `grpc`.
+    pub protocol: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub rpc_service: Option<String>,
+    pub rpc_method: Option<String>,
+    /// HTTP status, or gRPC status for gRPC.
+    pub code: String,
+}
+
+impl Key {
+    pub fn is_grpc(&self) -> bool {
+        self.protocol == "grpc"
+    }
+
+    /// The pod, or the process when the target is not in Kubernetes.
+    pub fn target(&self) -> &str {
+        self.pod.as_deref().or(self.process.as_deref()).unwrap_or("?")
+    }
+}
+
+/// Counts of a series over some time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Agg {
+    pub count: u64,
+    pub errors: u64,
+    /// Sum of durations, seconds.
+    pub sum_seconds: f64,
+    /// Sum of durations in whole milliseconds (each truncated, as the seed did).
+    pub sum_ms: f64,
+    /// Cumulative counts per bound of [`OTEL_BUCKETS`].
+    pub otel: [u64; OTEL_BUCKETS.len()],
+    /// Cumulative counts per bound of [`SEED_BUCKETS_MS`].
+    pub seed: [u64; SEED_BUCKETS_MS.len()],
+}
+
+impl Agg {
+    pub fn add(&mut self, other: &Agg) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.sum_seconds += other.sum_seconds;
+        self.sum_ms += other.sum_ms;
+        for (a, b) in self.otel.iter_mut().zip(other.otel) {
+            *a += b;
+        }
+        for (a, b) in self.seed.iter_mut().zip(other.seed) {
+            *a += b;
+        }
+    }
+}
+
+/// One row of the RED table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub target: String,
+    pub role: String,
+    pub protocol: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub requests: u64,
+    /// Requests per second over the captured time.
+    pub rate: f64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Requests by status code, most frequent first.
+    pub statuses: Vec<(String, u64)>,
+}
+
+impl Row {
+    pub fn error_ratio(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    /// `GET /users/{id}`, or the gRPC method's path.
+    pub fn operation(&self) -> String {
+        let route = self.route.as_deref().unwrap_or("?");
+        match (self.protocol.as_str(), self.method.as_deref()) {
+            ("grpc", _) | (_, None) => route.to_string(),
+            (_, Some(method)) => format!("{method} {route}"),
+        }
+    }
+}
+
+/// RED of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Red {
+    /// Start of the first step (ns since the epoch) and the step length (ns).
+    pub t0: i64,
+    pub step_ns: i64,
+    /// Number of steps covering the captured time.
+    pub steps: usize,
+    /// Seconds the captures covered.
+    pub seconds: f64,
+    /// Per series: its counts per step (step index, counts), in step order.
+    pub series: BTreeMap<Key, Vec<(usize, Agg)>>,
+    pub rows: Vec<Row>,
+    /// Exchanges in the file.
+    pub total: u64,
+    /// Exchanges left out: no response seen, or status unknown.
+    pub excluded: u64,
+}
+
+impl Red {
+    /// Each series' counts over the whole run.
+    pub fn totals(&self) -> BTreeMap<&Key, Agg> {
+        self.series
+            .iter()
+            .map(|(k, steps)| {
+                let mut total = Agg::default();
+                for (_, a) in steps {
+                    total.add(a);
+                }
+                (k, total)
+            })
+            .collect()
+    }
+
+    /// Timestamp (ns) at which step `i`'s counts are reported: its end, or
+    /// the end of the captured time for the last one.
+    pub fn step_end(&self, i: usize) -> i64 {
+        let end = self.t0 + (i as i64 + 1) * self.step_ns;
+        let last = self.t0 + (self.seconds * 1e9) as i64;
+        end.min(last.max(self.t0))
+    }
+
+    /// The step a timestamp (ns) falls in, clamped to the run.
+    pub fn step_of(&self, ts: i64) -> usize {
+        let step = (ts - self.t0).div_euclid(self.step_ns.max(1));
+        step.clamp(0, self.steps.max(1) as i64 - 1) as usize
+    }
+
+    /// Exchanges in RED.
+    pub fn requests(&self) -> u64 {
+        self.total - self.excluded
+    }
+}
+
+/// Errors from the polars queries.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to compute RED from `{path}`: {source}")]
+pub struct RedError {
+    path: String,
+    #[source]
+    source: PolarsError,
+}
+
+/// Computes RED over the exchange file at `path` (`total` rows), for captures
+/// that covered `span` (ns), in steps of `step_ns`.
+pub fn compute(path: &Path, total: u64, span: (i64, i64), step_ns: i64) -> Result<Red, RedError> {
+    let err = |source| RedError { path: path.display().to_string(), source };
+    let (t0, end) = span;
+    let step_ns = step_ns.max(1);
+    let steps = usize::try_from(((end - t0).max(1) + step_ns - 1) / step_ns).unwrap_or(1).max(1);
+    let mut red = Red {
+        t0,
+        step_ns,
+        steps,
+        seconds: ((end - t0) as f64 / 1e9).max(1e-3),
+        total,
+        ..Red::default()
+    };
+    if total == 0 {
+        return Ok(red);
+    }
+    let base = base(path, t0, step_ns, steps).map_err(err)?;
+    red.series = series(base.clone()).map_err(err)?;
+    let counted: u64 = red.series.values().flatten().map(|(_, a)| a.count).sum();
+    red.excluded = total.saturating_sub(counted);
+    red.rows = rows(base, &red).map_err(err)?;
+    Ok(red)
+}
+
+const KEYS: [&str; 12] = [
+    "host",
+    "namespace",
+    "pod",
+    "container",
+    "process",
+    "role",
+    "protocol",
+    "method",
+    "route",
+    "rpc_service",
+    "rpc_method",
+    "code",
+];
+
+/// The exchanges in RED, with the derived columns both queries use.
+fn base(path: &Path, t0: i64, step_ns: i64, steps: usize) -> PolarsResult<LazyFrame> {
+    let path = PlRefPath::try_from_path(path)?;
+    let grpc = col("protocol").eq(lit("grpc"));
+    let end = col("start").cast(DataType::Int64) + col("duration_ns");
+    // Float division and a truncating cast: `floor_div` needs a polars
+    // feature this build leaves out. Steps before t0 are clamped below.
+    let step =
+        ((end - lit(t0)).cast(DataType::Float64) / lit(step_ns as f64)).cast(DataType::Int64);
+    let last = steps as i64 - 1;
+    Ok(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
+        .select([
+            col("protocol"),
+            col("start"),
+            col("duration_ns"),
+            col("host"),
+            col("namespace"),
+            col("pod"),
+            col("container"),
+            col("process"),
+            col("role"),
+            col("method"),
+            col("route"),
+            col("rpc_service"),
+            col("rpc_method"),
+            col("status"),
+            col("grpc_status"),
+        ])
+        .with_columns([when(grpc.clone())
+            .then(col("grpc_status").cast(DataType::String))
+            .otherwise(col("status").cast(DataType::String))
+            .alias("code")])
+        .filter(col("duration_ns").is_not_null().and(col("code").is_not_null()))
+        .with_columns([
+            when(grpc)
+                .then(col("grpc_status").neq(lit(0)))
+                .otherwise(col("status").cast(DataType::Int32).gt_eq(lit(500)))
+                .alias("error"),
+            when(step.clone().lt(lit(0)))
+                .then(lit(0i64))
+                .when(step.clone().gt(lit(last)))
+                .then(lit(last))
+                .otherwise(step)
+                .alias("step"),
+            (col("duration_ns").cast(DataType::Float64) / lit(1e6)).alias("ms"),
+            (col("duration_ns").cast(DataType::Float64) / lit(1e6))
+                .cast(DataType::Int64)
+                .alias("whole_ms"),
+        ]))
+}
+
+fn series(base: LazyFrame) -> PolarsResult<BTreeMap<Key, Vec<(usize, Agg)>>> {
+    let mut aggs = vec![
+        len().cast(DataType::UInt64).alias("count"),
+        col("error").cast(DataType::UInt64).sum().alias("errors"),
+        (col("duration_ns").cast(DataType::Float64).sum() / lit(1e9)).alias("sum_seconds"),
+        col("whole_ms").cast(DataType::Float64).sum().alias("sum_ms"),
+    ];
+    for (i, le) in OTEL_BUCKETS.iter().enumerate() {
+        let le_ns = (le * 1e9).round() as i64;
+        aggs.push(
+            col("duration_ns")
+                .lt_eq(lit(le_ns))
+                .cast(DataType::UInt64)
+                .sum()
+                .alias(format!("o{i}")),
+        );
+    }
+    for (i, le) in SEED_BUCKETS_MS.iter().enumerate() {
+        let le = *le as i64;
+        aggs.push(
+            col("whole_ms").lt_eq(lit(le)).cast(DataType::UInt64).sum().alias(format!("s{i}")),
+        );
+    }
+    let mut by: Vec<Expr> = KEYS.iter().map(|k| col(*k)).collect();
+    by.push(col("step"));
+    let df = base.group_by(by).agg(aggs).collect()?;
+
+    let keys: Vec<Vec<Option<String>>> =
+        KEYS.iter().map(|k| strings(&df, k)).collect::<Result<_, _>>()?;
+    let step = u64s(&df, "step")?;
+    let count = u64s(&df, "count")?;
+    let errors = u64s(&df, "errors")?;
+    let sum_seconds = f64s(&df, "sum_seconds")?;
+    let sum_ms = f64s(&df, "sum_ms")?;
+    let otel: Vec<Vec<u64>> =
+        (0..OTEL_BUCKETS.len()).map(|i| u64s(&df, &format!("o{i}"))).collect::<Result<_, _>>()?;
+    let seed: Vec<Vec<u64>> = (0..SEED_BUCKETS_MS.len())
+        .map(|i| u64s(&df, &format!("s{i}")))
+        .collect::<Result<_, _>>()?;
+
+    let mut out: BTreeMap<Key, Vec<(usize, Agg)>> = BTreeMap::new();
+    for row in 0..df.height() {
+        let k = |i: usize| keys[i][row].clone();
+        let key = Key {
+            host: k(0),
+            namespace: k(1),
+            pod: k(2),
+            container: k(3),
+            process: k(4),
+            role: k(5).unwrap_or_default(),
+            protocol: k(6).unwrap_or_default(),
+            method: k(7),
+            route: k(8),
+            rpc_service: k(9),
+            rpc_method: k(10),
+            code: k(11).unwrap_or_default(),
+        };
+        let mut agg = Agg {
+            count: count[row],
+            errors: errors[row],
+            sum_seconds: sum_seconds[row],
+            sum_ms: sum_ms[row],
+            ..Agg::default()
+        };
+        for (i, b) in agg.otel.iter_mut().enumerate() {
+            *b = otel[i][row];
+        }
+        for (i, b) in agg.seed.iter_mut().enumerate() {
+            *b = seed[i][row];
+        }
+        out.entry(key).or_default().push((step[row] as usize, agg));
+    }
+    for steps in out.values_mut() {
+        steps.sort_by_key(|(s, _)| *s);
+    }
+    Ok(out)
+}
+
+fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
+    let c = df.column(name)?.cast(&DataType::String)?;
+    Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+fn u64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<u64>> {
+    let c = df.column(name)?.cast(&DataType::UInt64)?;
+    Ok(c.u64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
+    let c = df.column(name)?.cast(&DataType::Float64)?;
+    Ok(c.f64()?.iter().map(|v| v.unwrap_or(0.0)).collect())
+}
+
+const ROW_KEYS: [&str; 5] = ["target", "role", "protocol", "method", "route"];
+
+fn rows(base: LazyFrame, red: &Red) -> PolarsResult<Vec<Row>> {
+    let q = |p: f64| col("ms").quantile(lit(p), QuantileMethod::Linear);
+    let df = base
+        .with_columns([coalesce(&[col("pod"), col("process")]).alias("target")])
+        .group_by(ROW_KEYS.iter().map(|k| col(*k)).collect::<Vec<_>>())
+        .agg([
+            len().cast(DataType::UInt64).alias("requests"),
+            col("error").cast(DataType::UInt64).sum().alias("errors"),
+            q(0.5).alias("p50"),
+            q(0.9).alias("p90"),
+            q(0.99).alias("p99"),
+            col("ms").max().alias("max"),
+        ])
+        .collect()?;
+    let (target, role, protocol, method, route) = (
+        strings(&df, "target")?,
+        strings(&df, "role")?,
+        strings(&df, "protocol")?,
+        strings(&df, "method")?,
+        strings(&df, "route")?,
+    );
+    let (requests, errors) = (u64s(&df, "requests")?, u64s(&df, "errors")?);
+    let (p50, p90, p99, max) =
+        (f64s(&df, "p50")?, f64s(&df, "p90")?, f64s(&df, "p99")?, f64s(&df, "max")?);
+
+    // Status counts per row, from the series.
+    type RowKey = (String, String, String, Option<String>, Option<String>);
+    let mut statuses: BTreeMap<RowKey, BTreeMap<String, u64>> = BTreeMap::new();
+    for (key, steps) in &red.series {
+        let row_key = (
+            key.target().to_string(),
+            key.role.clone(),
+            key.protocol.clone(),
+            key.method.clone(),
+            key.route.clone(),
+        );
+        let n: u64 = steps.iter().map(|(_, a)| a.count).sum();
+        *statuses.entry(row_key).or_default().entry(key.code.clone()).or_default() += n;
+    }
+
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let row_key = (
+            target[i].clone().unwrap_or_else(|| "?".into()),
+            role[i].clone().unwrap_or_default(),
+            protocol[i].clone().unwrap_or_default(),
+            method[i].clone(),
+            route[i].clone(),
+        );
+        let mut codes: Vec<(String, u64)> =
+            statuses.get(&row_key).map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+        codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.push(Row {
+            target: row_key.0,
+            role: row_key.1,
+            protocol: row_key.2,
+            method: row_key.3,
+            route: row_key.4,
+            requests: requests[i],
+            rate: requests[i] as f64 / red.seconds,
+            errors: errors[i],
+            p50_ms: p50[i],
+            p90_ms: p90[i],
+            p99_ms: p99[i],
+            max_ms: max[i],
+            statuses: codes,
+        });
+    }
+    out.sort_by(|a, b| {
+        (&a.target, &a.role, &a.protocol)
+            .cmp(&(&b.target, &b.role, &b.protocol))
+            .then(b.requests.cmp(&a.requests))
+            .then(a.operation().cmp(&b.operation()))
+    });
+    Ok(out)
+}
