@@ -14,6 +14,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 packages=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config
   curl wrk nginx-light python3 bpftool
+  prometheus prometheus-pushgateway
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -24,8 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # nginx-light starts a service on port 80 when installed; podtap only runs it by hand.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  # Some start a service when installed (nginx on 80, Prometheus on 9090, the
+  # Pushgateway on 9091); tests and the demo run their own by hand, so the
+  # services of packages installed just now are stopped again.
+  for p in "${missing[@]}"; do
+    case $p in
+      nginx-light) service=nginx ;;
+      prometheus | prometheus-pushgateway) service=$p ;;
+      *) continue ;;
+    esac
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$service" >/dev/null 2>&1 || true; fi
+  done
   pkill -x nginx 2>/dev/null || true
 fi
 

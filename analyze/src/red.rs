@@ -461,3 +461,129 @@ fn rows(base: LazyFrame, red: &Red) -> PolarsResult<Vec<Row>> {
     });
     Ok(out)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        exchange::{ConnInfo, Exchange, GRPC, HTTP1},
+        output::ExchangeWriter,
+        protocol::Role,
+    };
+
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    /// An exchange of `process` that ended `end_ms` after T0 and took `ms`.
+    pub(crate) fn exchange(
+        process: &str,
+        protocol: &'static str,
+        code: Option<u16>,
+        ms: Option<i64>,
+        end_ms: i64,
+    ) -> Exchange {
+        let conn = ConnInfo {
+            process: Some(process.into()),
+            host: Some("node-a".into()),
+            ..Default::default()
+        };
+        let dur = ms.unwrap_or(0) * 1_000_000;
+        let mut x =
+            Exchange::empty(protocol, Arc::new(conn), Role::Server, T0 + end_ms * 1_000_000 - dur);
+        x.end_ts = ms.map(|_| x.start_ts + dur);
+        x.method = Some("GET".into());
+        x.route = Some("/r".into());
+        if protocol == GRPC {
+            x.status = Some(200);
+            x.grpc_status = code.map(i32::from);
+            x.path = Some("/pkg.Svc/Call".into());
+            x.rpc_service = Some("pkg.Svc".into());
+            x.rpc_method = Some("Call".into());
+            x.route = x.path.clone();
+        } else {
+            x.status = code;
+        }
+        x
+    }
+
+    pub(crate) fn red_of(xs: &[Exchange], seconds: i64, step_s: i64) -> Red {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let mut w = ExchangeWriter::create(&path).unwrap();
+        for x in xs {
+            w.push(x).unwrap();
+        }
+        w.close().unwrap();
+        compute(&path, xs.len() as u64, (T0, T0 + seconds * 1_000_000_000), step_s * 1_000_000_000)
+            .unwrap()
+    }
+
+    #[test]
+    fn buckets_errors_quantiles_and_exclusions() {
+        let xs = vec![
+            exchange("web", HTTP1, Some(200), Some(3), 1_000),
+            exchange("web", HTTP1, Some(200), Some(20), 2_000),
+            exchange("web", HTTP1, Some(503), Some(800), 3_000),
+            exchange("web", HTTP1, Some(200), None, 4_000), // no response: excluded
+            exchange("web", HTTP1, None, Some(5), 4_000),   // status unknown: excluded
+            exchange("rpc", GRPC, Some(0), Some(1), 5_000),
+            exchange("rpc", GRPC, Some(5), Some(2), 5_000),
+            exchange("rpc", GRPC, None, Some(2), 5_000), // grpc-status unknown: excluded
+        ];
+        let red = red_of(&xs, 30, 10);
+        assert_eq!((red.total, red.excluded, red.requests()), (8, 3, 5));
+        assert_eq!(red.steps, 3);
+        let totals = red.totals();
+        let ok = totals
+            .iter()
+            .find(|(k, _)| k.process.as_deref() == Some("web") && k.code == "200")
+            .unwrap()
+            .1;
+        assert_eq!(ok.count, 2);
+        // 3 ms and 20 ms: under 5 ms one, under 25 ms both.
+        assert_eq!(&ok.otel[..3], &[1, 1, 2]);
+        assert!((ok.sum_seconds - 0.023).abs() < 1e-9);
+        // Seed buckets count whole milliseconds: both are in bucket 800.
+        assert_eq!((ok.seed[0], ok.seed[1]), (0, 2));
+        let err = totals.iter().find(|(k, _)| k.code == "503").unwrap().1;
+        assert_eq!((err.count, err.errors), (1, 1));
+        let grpc_err = totals.iter().find(|(k, _)| k.is_grpc() && k.code == "5").unwrap();
+        assert_eq!(grpc_err.1.errors, 1);
+        assert_eq!(grpc_err.0.rpc_method.as_deref(), Some("Call"));
+
+        let web = red.rows.iter().find(|r| r.target == "web").unwrap();
+        assert_eq!((web.requests, web.errors), (3, 1));
+        assert_eq!(web.operation(), "GET /r");
+        assert_eq!(web.p50_ms, 20.0);
+        assert_eq!(web.max_ms, 800.0);
+        assert!((web.rate - 0.1).abs() < 1e-9);
+        assert_eq!(web.statuses, vec![("200".to_string(), 2), ("503".to_string(), 1)]);
+        let rpc = red.rows.iter().find(|r| r.target == "rpc").unwrap();
+        assert_eq!(rpc.operation(), "/pkg.Svc/Call");
+    }
+
+    #[test]
+    fn exchanges_fall_in_the_step_they_ended_in() {
+        let xs = vec![
+            exchange("web", HTTP1, Some(200), Some(1), 9_999),
+            exchange("web", HTTP1, Some(200), Some(1), 10_001),
+            exchange("web", HTTP1, Some(200), Some(1), 25_000),
+            // Ended after the capture's end: the last step.
+            exchange("web", HTTP1, Some(200), Some(1), 31_000),
+        ];
+        let red = red_of(&xs, 30, 10);
+        let steps = &red.series.values().next().unwrap();
+        let counts: Vec<(usize, u64)> = steps.iter().map(|(s, a)| (*s, a.count)).collect();
+        assert_eq!(counts, vec![(0, 1), (1, 1), (2, 2)]);
+        assert_eq!(red.step_end(0), T0 + 10_000_000_000);
+        assert_eq!(red.step_end(2), T0 + 30_000_000_000);
+    }
+
+    #[test]
+    fn an_empty_run_has_no_series() {
+        let red = red_of(&[], 5, 10);
+        assert!(red.series.is_empty() && red.rows.is_empty());
+        assert_eq!(red.steps, 1);
+    }
+}

@@ -353,3 +353,139 @@ pub fn number(v: f64) -> String {
         format!("{v}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        exchange::{GRPC, HTTP1},
+        red::tests::{exchange, red_of},
+        stats::Lost,
+    };
+
+    fn family<'a>(families: &'a [Family], name: &str) -> &'a Family {
+        families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn otel_series_carry_spec_labels_and_cumulative_points() {
+        let xs = vec![
+            exchange("web", HTTP1, Some(200), Some(3), 1_000),
+            exchange("web", HTTP1, Some(200), Some(3), 21_000),
+            exchange("rpc", GRPC, Some(5), Some(2), 5_000),
+        ];
+        let red = red_of(&xs, 30, 10);
+        let families = build(&red, &Stats::default(), Names::Otel);
+        let http = family(&families, "http_server_request_duration_seconds");
+        assert_eq!(http.kind, Kind::Histogram);
+        let s = &http.series[0];
+        assert_eq!(
+            s.group,
+            Group { job: "podtap".into(), labels: labels(&[("instance", "node-a")]) }
+        );
+        assert_eq!(
+            s.labels,
+            labels(&[
+                ("http_request_method", "GET"),
+                ("http_response_status_code", "200"),
+                ("http_route", "/r"),
+                ("network_protocol_version", "1.1"),
+                ("k8s_namespace_name", ""),
+                ("k8s_pod_name", ""),
+                ("k8s_container_name", ""),
+                ("process_executable_name", "web"),
+            ])
+        );
+        // One point per step from the first, cumulative; step 1 had nothing.
+        let counts: Vec<u64> = s
+            .points
+            .iter()
+            .map(|p| match &p.value {
+                Value::Histogram { count, .. } => *count,
+                Value::Scalar(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(counts, vec![1, 1, 2]);
+        assert_eq!(s.points[0].ts_ms, red.step_end(0) / 1_000_000);
+
+        let rpc = family(&families, "rpc_server_duration_seconds");
+        let l = &rpc.series[0].labels;
+        assert!(l.contains(&("rpc_system".into(), "grpc".into())));
+        assert!(l.contains(&("rpc_grpc_status_code".into(), "5".into())));
+        assert!(l.contains(&("rpc_service".into(), "pkg.Svc".into())));
+        // Seed names are not asked for.
+        assert!(families.iter().all(|f| !f.name.contains("spend")));
+        // The lost-events counter exists at zero for the machine.
+        let lost = family(&families, LOST_EVENTS);
+        assert_eq!(lost.series[0].points.last().unwrap().value, Value::Scalar(0.0));
+    }
+
+    #[test]
+    fn seed_series_use_the_original_jobs_and_grouping() {
+        let xs = vec![
+            exchange("web", HTTP1, Some(200), Some(900), 1_000),
+            exchange("web", HTTP1, Some(503), Some(3), 2_000),
+            exchange("rpc", GRPC, Some(0), Some(2), 5_000),
+        ];
+        let red = red_of(&xs, 10, 10);
+        let families = build(&red, &Stats::default(), Names::Seed);
+        let spend = family(&families, "http_spend");
+        assert_eq!(spend.series.len(), 1);
+        assert_eq!(
+            spend.series[0].group,
+            Group {
+                job: "HTTPSpend".into(),
+                labels: labels(&[("podname", "web"), ("instance", "spendtime")])
+            }
+        );
+        match &spend.series[0].points[0].value {
+            Value::Histogram { buckets, count, sum } => {
+                assert_eq!(
+                    (buckets[0], buckets[1], buckets[2]),
+                    ((0.0, 0), (800.0, 1), (1600.0, 2))
+                );
+                assert_eq!((*count, *sum), (2, 903.0));
+            }
+            Value::Scalar(_) => panic!("not a histogram"),
+        }
+        let status = family(&families, "http_status_code_503");
+        assert_eq!(status.kind, Kind::Gauge);
+        assert_eq!(
+            status.series[0].group,
+            Group {
+                job: "HTTPStatus".into(),
+                labels: labels(&[
+                    ("podname", "web"),
+                    ("instance", "statuscode"),
+                    ("StatusCode", "503")
+                ])
+            }
+        );
+        assert_eq!(status.series[0].points[0].value, Value::Scalar(1.0));
+        assert_eq!(family(&families, "grpc_spend").series[0].group.job, "GRPCSpend");
+        assert_eq!(family(&families, "gRPC_status_0").series[0].group.job, "GRPCStatus");
+        assert!(families.iter().all(|f| !f.name.starts_with("http_server")));
+    }
+
+    #[test]
+    fn lost_events_count_in_the_step_they_were_lost() {
+        let xs = vec![exchange("web", HTTP1, Some(200), Some(1), 1_000)];
+        let red = red_of(&xs, 30, 10);
+        let stats = Stats {
+            lost: vec![
+                Lost { host: Some("node-a".into()), ts: red.t0 + 15_000_000_000, events: 7 },
+                Lost { host: Some("node-a".into()), ts: red.t0 + 25_000_000_000, events: 3 },
+            ],
+            ..Stats::default()
+        };
+        let families = build(&red, &stats, Names::Both);
+        let lost = family(&families, LOST_EVENTS);
+        assert_eq!(lost.kind, Kind::Counter);
+        let values: Vec<Value> = lost.series[0].points.iter().map(|p| p.value.clone()).collect();
+        assert_eq!(values, vec![Value::Scalar(0.0), Value::Scalar(7.0), Value::Scalar(10.0)]);
+    }
+}
