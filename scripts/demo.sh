@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The podtap demo: installs what is missing, builds, starts a small HTTP/1.1
 # service (scripts/peers/http1.py) with clients that keep it busy, captures its
-# traffic with eBPF for a few seconds, then analyzes the capture offline into
-# request/response exchanges and prints the summary.
+# traffic with eBPF for a few seconds, then analyzes the capture offline: RED on
+# stdout, an xlsx report, the exchanges as Parquet, and metrics pushed to a
+# Pushgateway that a Prometheus scrapes (both started here, from Debian's
+# packages), with the history remote-written at the capture's own time.
 #
 #   sudo scripts/demo.sh [SECONDS]
+#
+# PODTAP_DEMO_KEEP=1 leaves Prometheus and the Pushgateway running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -18,7 +22,8 @@ cargo build --release -q -p capture -p analyze
 
 out=target/demo
 mkdir -p "$out"
-rm -rf "$out/run.parquet" "$out/run.parquet.d" "$out/exchanges.parquet"
+rm -rf "$out/run.parquet" "$out/run.parquet.d" "$out/exchanges.parquet" "$out/report.xlsx" "$out/run.om" \
+  "$out/prometheus-data"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -47,9 +52,61 @@ for i in 1 2 3 4; do
 done
 wait "$capture"
 
+# A Pushgateway and a Prometheus scraping it with scripts/prometheus/prometheus.yml,
+# on their usual ports when those are free.
+pick_port() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+}
+gw_port=$(pick_port 9091)
+prom_port=$(pick_port 9090)
+servers=()
+prometheus-pushgateway --web.listen-address="127.0.0.1:$gw_port" > "$out/pushgateway.log" 2>&1 &
+servers+=($!)
+sed -e "s/127.0.0.1:9091/127.0.0.1:$gw_port/" -e 's/scrape_interval: 15s/scrape_interval: 2s/' \
+  scripts/prometheus/prometheus.yml > "$out/prometheus.yml"
+prometheus --config.file="$out/prometheus.yml" --storage.tsdb.path="$out/prometheus-data" \
+  --web.listen-address="127.0.0.1:$prom_port" --web.enable-remote-write-receiver > "$out/prometheus.log" 2>&1 &
+servers+=($!)
+if [ "${PODTAP_DEMO_KEEP:-0}" != 1 ]; then pids+=("${servers[@]}"); fi
+for url in "http://127.0.0.1:$gw_port" "http://127.0.0.1:$prom_port"; do
+  until curl -sf "$url/-/ready" > /dev/null; do sleep 0.2; done
+done
+
 echo >&2
 echo "demo: analyzing $out/run.parquet" >&2
-target/release/analyze "$out/run.parquet" --exchanges "$out/exchanges.parquet"
+target/release/analyze "$out/run.parquet" --exchanges "$out/exchanges.parquet" --xlsx "$out/report.xlsx" \
+  --openmetrics "$out/run.om" --metric-names both \
+  --push --pushgateway "http://127.0.0.1:$gw_port" \
+  --remote-write "http://127.0.0.1:$prom_port/api/v1/write"
+
+# What Prometheus now says, once it has scraped the gateway.
+query='sum by (http_response_status_code) (http_server_request_duration_seconds_count{job="podtap"})'
+for _ in $(seq 1 50); do
+  answer=$(curl -sf --get --data-urlencode "query=$query" "http://127.0.0.1:$prom_port/api/v1/query" || true)
+  case $answer in *'"result":[{'*) break ;; esac
+  sleep 0.2
+done
 echo >&2
-echo "demo: the capture is in $out/run.parquet (one row per syscall event), the" >&2
-echo "demo: decoded exchanges in $out/exchanges.parquet (one row per request/response); see README" >&2
+echo "demo: Prometheus (http://127.0.0.1:$prom_port) answers $query:" >&2
+python3 -c '
+import json, sys
+for r in json.loads(sys.argv[1])["data"]["result"]:
+    print("demo:   status %s: %s requests" % (r["metric"].get("http_response_status_code", "?"), r["value"][1]))
+' "$answer" >&2
+echo >&2
+echo "demo: written in $out:" >&2
+echo "demo:   run.parquet        the capture (one row per syscall event)" >&2
+echo "demo:   exchanges.parquet  one row per request/response" >&2
+echo "demo:   report.xlsx        Summary (RED, charts), HTTP and gRPC sheets" >&2
+echo "demo:   run.om             timestamped series for promtool tsdb create-blocks-from openmetrics" >&2
+if [ "${PODTAP_DEMO_KEEP:-0}" = 1 ]; then
+  echo "demo: Prometheus http://127.0.0.1:$prom_port and Pushgateway http://127.0.0.1:$gw_port keep running (pids ${servers[*]})" >&2
+fi
