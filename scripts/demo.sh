@@ -83,7 +83,7 @@ done
 echo >&2
 echo "demo: analyzing $out/run.parquet" >&2
 target/release/analyze "$out/run.parquet" --exchanges "$out/exchanges.parquet" --xlsx "$out/report.xlsx" \
-  --openmetrics "$out/run.om" --metric-names both \
+  --openmetrics "$out/run.om" --metric-names both --step 1s \
   --push --pushgateway "http://127.0.0.1:$gw_port" \
   --remote-write "http://127.0.0.1:$prom_port/api/v1/write"
 

@@ -35,6 +35,13 @@ pub const SEED_BUCKETS_MS: [f64; 20] = {
     b
 };
 
+/// Upper bounds (milliseconds) of the report's latency distribution: the otel
+/// buckets with finer ones below 5 ms, where most in-cluster calls fall.
+pub const CHART_BUCKETS_MS: [f64; 19] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
+    2500.0, 5000.0, 7500.0, 10000.0,
+];
+
 /// What identifies a series: every label either metric family may use.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -148,6 +155,9 @@ pub struct Red {
     /// Per series: its counts per step (step index, counts), in step order.
     pub series: BTreeMap<Key, Vec<(usize, Agg)>>,
     pub rows: Vec<Row>,
+    /// Exchanges in RED per bucket of [`CHART_BUCKETS_MS`] (not cumulative),
+    /// and past the last bound.
+    pub latency: Vec<u64>,
     /// Exchanges in the file.
     pub total: u64,
     /// Exchanges left out: no response seen, or status unknown.
@@ -220,7 +230,8 @@ pub fn compute(path: &Path, total: u64, span: (i64, i64), step_ns: i64) -> Resul
     red.series = series(base.clone()).map_err(err)?;
     let counted: u64 = red.series.values().flatten().map(|(_, a)| a.count).sum();
     red.excluded = total.saturating_sub(counted);
-    red.rows = rows(base, &red).map_err(err)?;
+    red.rows = rows(base.clone(), &red).map_err(err)?;
+    red.latency = latency(base).map_err(err)?;
     Ok(red)
 }
 
@@ -366,6 +377,32 @@ fn series(base: LazyFrame) -> PolarsResult<BTreeMap<Key, Vec<(usize, Agg)>>> {
         steps.sort_by_key(|(s, _)| *s);
     }
     Ok(out)
+}
+
+fn latency(base: LazyFrame) -> PolarsResult<Vec<u64>> {
+    let mut sums: Vec<Expr> = CHART_BUCKETS_MS
+        .iter()
+        .enumerate()
+        .map(|(i, le)| {
+            col("ms").lt_eq(lit(*le)).cast(DataType::UInt64).sum().alias(format!("le{i}"))
+        })
+        .collect();
+    sums.push(len().cast(DataType::UInt64).alias("all"));
+    let df = base.select(sums).collect()?;
+    let mut cumulative = Vec::with_capacity(CHART_BUCKETS_MS.len() + 1);
+    for i in 0..CHART_BUCKETS_MS.len() {
+        cumulative.push(u64s(&df, &format!("le{i}"))?.first().copied().unwrap_or(0));
+    }
+    cumulative.push(u64s(&df, "all")?.first().copied().unwrap_or(0));
+    let mut below = 0;
+    Ok(cumulative
+        .into_iter()
+        .map(|n| {
+            let here = n - below;
+            below = n;
+            here
+        })
+        .collect())
 }
 
 fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
@@ -561,6 +598,13 @@ pub(crate) mod tests {
         assert_eq!(web.statuses, vec![("200".to_string(), 2), ("503".to_string(), 1)]);
         let rpc = red.rows.iter().find(|r| r.target == "rpc").unwrap();
         assert_eq!(rpc.operation(), "/pkg.Svc/Call");
+
+        // 1, 2, 3, 20 and 800 ms in the report's buckets (≤1, ≤2.5, ≤5, ≤25, ≤1000).
+        let mut latency = vec![0; CHART_BUCKETS_MS.len() + 1];
+        for i in [3, 4, 5, 7, 14] {
+            latency[i] = 1;
+        }
+        assert_eq!(red.latency, latency);
     }
 
     #[test]

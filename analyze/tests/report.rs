@@ -148,6 +148,23 @@ fn the_report_reads_back_with_one_row_per_exchange() {
     }
     assert_eq!(requests, xs.iter().filter(|x| x.counted()).count() as f64);
 
+    // The latency distribution's data: each counted exchange in its bucket.
+    let head = rows.iter().position(|r| text(&r[0]) == "latency").expect("latency data");
+    let bounds_ms = [
+        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
+        2500.0, 5000.0, 7500.0, 10000.0,
+    ];
+    let mut expected = vec![0.0; bounds_ms.len() + 1];
+    for x in xs.iter().filter(|x| x.counted()) {
+        let ms = x.duration_ns.unwrap() as f64 / 1e6;
+        expected[bounds_ms.iter().position(|le| ms <= *le).unwrap_or(bounds_ms.len())] += 1.0;
+    }
+    let got: Vec<f64> =
+        rows[head + 1..=head + expected.len()].iter().map(|r| number(&r[1]).unwrap()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(text(&rows[head + 1][0]), "≤ 0.1 ms");
+    assert_eq!(text(&rows[head + expected.len()][0]), "> 10000 ms");
+
     // Three charts: latency distribution, status codes, requests over time.
     let mut zip = zip::ZipArchive::new(fs::File::open(&report).unwrap()).unwrap();
     let mut kinds = Vec::new();

@@ -23,7 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rust_xlsxwriter::{Chart, ChartType, Format, FormatAlign, Workbook, Worksheet, XlsxError};
 
 use crate::{
-    red::{Red, OTEL_BUCKETS},
+    red::{Red, CHART_BUCKETS_MS},
     stats::Stats,
 };
 
@@ -369,9 +369,13 @@ fn write_summary(
 
     sheet.set_column_width(0, 26)?;
     sheet.set_column_width(1, 34)?;
-    for col in 2..14 {
+    for col in 2..12 {
         sheet.set_column_width(col, 12)?;
     }
+    sheet.set_column_width(12, 30)?;
+    // Printed (or exported to PDF) one page wide.
+    sheet.set_landscape();
+    sheet.set_print_fit_to_pages(1, 0);
     sheet.write_string_with_format(0, 0, "podtap report", &title)?;
     let (start, end) = stats.span.unwrap_or((0, 0));
     let mut facts_rows: Vec<(&str, String)> = vec![
@@ -479,28 +483,16 @@ fn write_summary(
     sheet.write_string_with_format(row, 0, "latency", header)?;
     sheet.write_string_with_format(row, 1, "requests", header)?;
     let latency_first = row + 1;
-    let mut below = 0u64;
-    let mut per_bucket = vec![0u64; OTEL_BUCKETS.len() + 1];
-    for agg in totals.values() {
-        let mut prev = 0;
-        for (i, n) in agg.otel.iter().enumerate() {
-            per_bucket[i] += n - prev;
-            prev = *n;
-        }
-        per_bucket[OTEL_BUCKETS.len()] += agg.count - prev;
-    }
-    for (i, n) in per_bucket.iter().enumerate() {
+    for i in 0..=CHART_BUCKETS_MS.len() {
         row += 1;
-        let label = match i {
-            i if i == OTEL_BUCKETS.len() => format!("> {} ms", OTEL_BUCKETS[i - 1] * 1e3),
-            _ => format!("≤ {} ms", OTEL_BUCKETS[i] * 1e3),
+        let label = match CHART_BUCKETS_MS.get(i) {
+            Some(le) => format!("≤ {le} ms"),
+            None => format!("> {} ms", CHART_BUCKETS_MS[i - 1]),
         };
         sheet.write_string(row, 0, label)?;
-        sheet.write_number(row, 1, *n as f64)?;
-        below += n;
+        sheet.write_number(row, 1, red.latency.get(i).copied().unwrap_or(0) as f64)?;
     }
     let latency_last = row;
-    debug_assert_eq!(below, red.requests());
 
     row += 2;
     sheet.write_string_with_format(row, 0, "status", header)?;
@@ -545,7 +537,7 @@ fn write_summary(
     }
     let time_last = row.max(time_first);
 
-    // Charts, to the right of the facts.
+    // Two charts to the right of the facts, the third beside its data.
     let mut latency = Chart::new(ChartType::Column);
     latency
         .add_series()
@@ -573,7 +565,8 @@ fn write_summary(
             .set_name(name);
     }
     over_time.title().set_name(&format!("Requests per {} s", red.step_ns as f64 / 1e9));
-    over_time.x_axis().set_num_format("hh:mm:ss");
-    sheet.insert_chart(1, 15, &over_time)?;
+    over_time.x_axis().set_text_axis(true).set_num_format("hh:mm:ss");
+    over_time.set_width(720);
+    sheet.insert_chart(latency_first - 1, 3, &over_time)?;
     Ok(())
 }
