@@ -7,7 +7,9 @@
 # ratio. The capture keeps whole writes (--max-payload 65536): nghttpd
 # batches many frames per write, and a cut write loses HTTP/2 frames. A
 # second analyze run over four copies of the capture shows whether memory
-# grows with the input (it must not: decoding streams).
+# grows with the input (it must not: decoding streams). A third run writes
+# every offline output (exchange file, xlsx report, OpenMetrics in both metric
+# families) to show what RED and the outputs add to decoding.
 #
 #   scripts/bench/analyze.sh [SECONDS]      (as root; default 15)
 set -euo pipefail
@@ -71,18 +73,24 @@ read -r t_secs t_kb < <(measure "$work/tshark.txt" sh -c "tshark -r '$work/traff
   -d tcp.port==$p2,http2 -Y 'http.response or http2.headers.status' -T fields -e http.response.code -e http2.headers.status \
   2>/dev/null | tr ',\\t' '\\n\\n' | grep -c .")
 tshark_responses=$(cat "$work/tshark.txt")
+read -r o_secs o_kb < <(measure /dev/null target/release/analyze --quiet "$work/traffic.parquet" \
+  --exchanges "$work/exchanges.parquet" --xlsx "$work/report.xlsx" --openmetrics "$work/run.om" --metric-names both)
+o_sizes=$(stat -c %s "$work/exchanges.parquet" "$work/report.xlsx" "$work/run.om" | paste -sd,)
 for i in 1 2 3 4; do cp "$work/traffic.parquet" "$work/copy$i.parquet"; done
 read -r a4_secs a4_kb < <(measure /dev/null target/release/analyze --quiet "$work"/copy?.parquet)
 
 python3 - "$moved" "$(stat -c %s "$work/traffic.parquet")" "$(stat -c %s "$work/traffic.pcap")" "$exchanges" "$a_secs" "$a_kb" \
-  "$tshark_responses" "$t_secs" "$t_kb" "$a4_secs" "$a4_kb" <<'PY'
+  "$tshark_responses" "$t_secs" "$t_kb" "$a4_secs" "$a4_kb" "$o_secs" "$o_kb" "$o_sizes" <<'PY'
 import sys
-moved, cap, pcap, ex, a_s, a_kb, t_resp, t_s, t_kb, a4_s, a4_kb = sys.argv[1:]
+moved, cap, pcap, ex, a_s, a_kb, t_resp, t_s, t_kb, a4_s, a4_kb, o_s, o_kb, o_sizes = sys.argv[1:]
 moved, cap, pcap, ex, t_resp = int(moved), int(cap), int(pcap), int(ex), int(t_resp)
-a_s, t_s, a4_s = float(a_s), float(t_s), float(a4_s)
+a_s, t_s, a4_s, o_s = float(a_s), float(t_s), float(a4_s), float(o_s)
+x_size, xlsx_size, om_size = (int(s) / 1e6 for s in o_sizes.split(","))
 print(f"traffic: {ex:,} exchanges (HTTP/1 and HTTP/2), {moved/1e6:.1f} MB of payload; capture file {cap/1e6:.1f} MB, pcap {pcap/1e6:.1f} MB")
 print(f"  analyze: {a_s:6.2f} s  {ex/a_s:10,.0f} exchanges/s  {moved/1e6/a_s:7.1f} MB/s of payload  peak {int(a_kb)/1024:7.1f} MiB")
 print(f"  tshark:  {t_s:6.2f} s  {t_resp/t_s:10,.0f} responses/s  {moved/1e6/t_s:7.1f} MB/s of payload  peak {int(t_kb)/1024:7.1f} MiB")
 print(f"  ratio:   analyze is {t_s/a_s:.1f}x faster than tshark on the same traffic ({t_resp:,} responses decoded by tshark)")
 print(f"  memory:  4 copies ({4*cap/1e6:.1f} MB) in {a4_s:.2f} s, peak {int(a4_kb)/1024:.1f} MiB (one copy: {int(a_kb)/1024:.1f} MiB)")
+print(f"  outputs: RED + exchange file ({x_size:.1f} MB) + xlsx ({xlsx_size:.1f} MB) + OpenMetrics ({om_size:.1f} MB) in {o_s:.2f} s, "
+      f"{o_s/a_s:.1f}x decoding alone, peak {int(o_kb)/1024:.1f} MiB")
 PY

@@ -237,7 +237,7 @@ fn points(red: &Red, b: &Building) -> Vec<Point> {
                     } else {
                         OTEL_BUCKETS.iter().copied().zip(total.otel).collect()
                     };
-                    let sum = if b.seed_buckets { total.sum_ms } else { total.sum_seconds };
+                    let sum = if b.seed_buckets { total.sum_ms } else { total.sum_seconds() };
                     Value::Histogram { buckets, count: total.count, sum }
                 }
                 _ => {

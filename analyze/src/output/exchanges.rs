@@ -23,6 +23,8 @@ use crate::{exchange::Exchange, protocol::Header};
 
 /// Exchanges per written batch.
 const BATCH: usize = 8192;
+/// Exchanges per row group.
+const ROW_GROUP: usize = 8 * BATCH;
 
 fn header_fields() -> Vec<Field> {
     vec![Field::new("name", DataType::Utf8, false), Field::new("value", DataType::Utf8, true)]
@@ -253,6 +255,9 @@ impl ExchangeWriter {
         let schema = exchange_schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            // A row group is buffered until it is complete: keep it small.
+            .set_max_row_group_row_count(Some(ROW_GROUP))
+            .set_max_row_group_bytes(Some(64 << 20))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(meta::FILE_KIND.to_string(), FILE_KIND_EXCHANGES.to_string()),
                 KeyValue::new(meta::SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
