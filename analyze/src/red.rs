@@ -2,7 +2,7 @@
 //! file, so every number in every output comes from the same table a user
 //! can query.
 //!
-//! The file is read in slices of [`SLICE_ROWS`] rows, so memory does not
+//! The file is read in slices of 65,536 rows, so memory does not
 //! grow with the capture; two lazy queries run over each slice and their
 //! results are merged:
 //! - per series and time step: the finest grain any output needs (the
