@@ -91,8 +91,9 @@ fn run(config: &Config) -> Result<usize> {
     let bar = progress(config, total_rows);
     let (path, _temp) = exchange_file(config)?;
     let mut writer = ExchangeWriter::create(&path)?;
-    // Bodies only matter to the report and to a user's own exchange file.
-    writer.keep_bodies(config.exchanges.is_some() || config.xlsx.is_some());
+    // Headers and bodies only matter to the report and to a user's own
+    // exchange file.
+    writer.keep_details(config.exchanges.is_some() || config.xlsx.is_some());
     let mut write_error = None;
     let mut routes = Routes::default();
     let mut stats = Stats::default();
