@@ -65,6 +65,15 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
     pub body_bytes: usize,
 
+    /// A header whose values are replaced by `[redacted]` in every output
+    /// (repeatable; case-insensitive). `none` redacts nothing.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_values_t = analyze::exchange::DEFAULT_REDACTED.map(String::from),
+    )]
+    pub redact_header: Vec<String>,
+
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -83,6 +92,8 @@ pub struct Config {
     pub names: Names,
     pub step_ns: i64,
     pub body_bytes: usize,
+    /// Header names to redact, lowercase.
+    pub redact: Vec<String>,
     pub quiet: bool,
 }
 
@@ -139,6 +150,12 @@ impl Args {
             names: self.metric_names,
             step_ns,
             body_bytes: self.body_bytes,
+            redact: self
+                .redact_header
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty() && h != "none")
+                .collect(),
             quiet: self.quiet,
         })
     }

@@ -66,7 +66,29 @@ pub struct Exchange {
     pub route: Option<String>,
 }
 
+/// Headers redacted unless `--redact-header` says otherwise (SPEC §9).
+pub const DEFAULT_REDACTED: [&str; 4] =
+    ["authorization", "cookie", "set-cookie", "proxy-authorization"];
+
+/// What a redacted header value becomes (`--redact-header`).
+pub const REDACTED: &str = "[redacted]";
+
 impl Exchange {
+    /// Replaces the values of the headers and trailers named in `names`
+    /// (lowercase) with [`REDACTED`].
+    pub fn redact(&mut self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let lists =
+            [&mut self.request_headers, &mut self.response_headers, &mut self.response_trailers];
+        for header in lists.into_iter().flatten().flatten() {
+            if header.value.is_some() && names.iter().any(|n| header.name.eq_ignore_ascii_case(n)) {
+                header.value = Some(REDACTED.to_string());
+            }
+        }
+    }
+
     pub fn complete(&self) -> bool {
         self.issues.is_empty()
     }
@@ -396,6 +418,27 @@ fn error_name(code: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Header;
+
+    #[test]
+    fn default_redaction_covers_credentials_in_any_case() {
+        let mut x = crate::red::tests::exchange("web", HTTP1, Some(200), Some(1), 1);
+        x.request_headers = Some(vec![
+            Header::new("Authorization", "Bearer secret"),
+            Header::new("cookie", "sid=1"),
+            Header::new("accept", "*/*"),
+        ]);
+        x.response_headers = Some(vec![Header::new("Set-Cookie", "sid=2")]);
+        x.response_trailers = Some(vec![Header::new("proxy-authorization", "Basic x")]);
+        let names: Vec<String> = DEFAULT_REDACTED.map(String::from).to_vec();
+        x.redact(&names);
+        let values = |h: &Option<Vec<Header>>| -> Vec<String> {
+            h.iter().flatten().map(|h| h.value.clone().unwrap_or_default()).collect()
+        };
+        assert_eq!(values(&x.request_headers), [REDACTED, REDACTED, "*/*"]);
+        assert_eq!(values(&x.response_headers), [REDACTED]);
+        assert_eq!(values(&x.response_trailers), [REDACTED]);
+    }
 
     #[test]
     fn grpc_messages_are_percent_decoded() {

@@ -101,6 +101,7 @@ fn run(config: &Config) -> Result<usize> {
         bar.set_message(capture.name.clone());
         let mut sink = |mut x: Exchange| {
             x.route = routes.route(&x);
+            x.redact(&config.redact);
             if write_error.is_none() {
                 if let Err(e) = writer.push(&x) {
                     write_error = Some(e);

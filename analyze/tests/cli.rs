@@ -118,6 +118,64 @@ fn the_exchange_file_has_one_row_per_exchange() {
     );
 }
 
+/// (name, value) of every request header in an exchange file.
+fn request_headers(path: &Path) -> Vec<(String, String)> {
+    use arrow_array::{cast::AsArray, Array};
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let lists = batch.column_by_name("request_headers").unwrap().as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            let fields = lists.value(i);
+            let fields = fields.as_struct();
+            let (names, values) =
+                (fields.column(0).as_string::<i32>(), fields.column(1).as_string::<i32>());
+            for j in 0..fields.len() {
+                out.push((names.value(j).to_string(), values.value(j).to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn redacted_headers_never_reach_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.parquet");
+    let redacted = dir.path().join("redacted.parquet");
+    let capture = fixture("grpc-python");
+    let (code, _, stderr) =
+        run(&[capture.to_str().unwrap(), "--exchanges", plain.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&[
+        capture.to_str().unwrap(),
+        "--exchanges",
+        redacted.to_str().unwrap(),
+        "--redact-header",
+        "User-Agent",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (plain, redacted) = (request_headers(&plain), request_headers(&redacted));
+    assert_eq!(plain.len(), redacted.len());
+    let agents = plain.iter().filter(|(n, _)| n == "user-agent").count();
+    assert!(agents > 0, "the fixture's requests carry a user-agent");
+    for ((name, before), (_, after)) in plain.iter().zip(&redacted) {
+        if name == "user-agent" {
+            assert_eq!(after, "[redacted]");
+            assert!(before.contains("grpc"), "{before}");
+        } else {
+            assert_eq!(before, after, "{name}");
+        }
+    }
+}
+
 #[test]
 fn unreadable_inputs_are_named_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
