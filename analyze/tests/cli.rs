@@ -162,6 +162,8 @@ fn redacted_headers_never_reach_the_outputs() {
         "User-Agent",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&redacted).unwrap().permissions().mode() & 0o777, 0o600);
     let (plain, redacted) = (request_headers(&plain), request_headers(&redacted));
     assert_eq!(plain.len(), redacted.len());
     let agents = plain.iter().filter(|(n, _)| n == "user-agent").count();

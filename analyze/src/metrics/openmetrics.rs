@@ -7,9 +7,7 @@
 //! each series' points in time order, and a final `# EOF`.
 
 use std::{
-    fs,
     io::{self, BufWriter, Write},
-    os::unix::fs::OpenOptionsExt,
     path::Path,
 };
 
@@ -17,8 +15,7 @@ use super::{escape, number, Family, Kind, Labels, Value};
 
 /// Writes `families` to `path` (mode 0600); returns the samples written.
 pub fn write(path: &Path, families: &[Family]) -> io::Result<u64> {
-    let file =
-        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let file = crate::output::create_private(path)?;
     let mut out = BufWriter::new(file);
     let samples = write_to(&mut out, families)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;

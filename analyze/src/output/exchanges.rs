@@ -1,7 +1,7 @@
 //! The exchange file (`--exchanges PATH`): one Parquet row per exchange
 //! (SPEC §4), written in batches as exchanges complete.
 
-use std::{fs, os::unix::fs::OpenOptionsExt, path::Path, sync::Arc};
+use std::{fs, path::Path, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use arrow_array::{
@@ -248,12 +248,7 @@ pub struct ExchangeWriter {
 
 impl ExchangeWriter {
     pub fn create(path: &Path) -> Result<Self> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let file = super::create_private(path)
             .with_context(|| format!("failed to create `{}`", path.display()))?;
         let schema = exchange_schema();
         let props = WriterProperties::builder()

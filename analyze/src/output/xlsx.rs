@@ -11,7 +11,7 @@
 //! 1,048,575 rows under a header; past that a sheet stops and the Summary
 //! says how many rows it left out (the exchange file has them all).
 
-use std::{os::unix::fs::OpenOptionsExt, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use arrow_array::{
@@ -113,13 +113,7 @@ pub fn write(path: &Path, exchanges: &Path, red: &Red, facts: &Facts) -> Result<
     }
     let summary = workbook.worksheet_from_index(0)?;
     write_summary(summary, red, facts, &written, &header, &ms)?;
-    // Created 0600 like every podtap output: the report holds response bodies.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let file = super::create_private(path)
         .with_context(|| format!("failed to create `{}`", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     workbook
