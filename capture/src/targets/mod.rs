@@ -5,6 +5,7 @@
 //! capture runs, from fork notices and cgroup rescans, and ends up in the file
 //! metadata.
 
+pub mod k8s;
 pub mod local;
 
 use std::collections::BTreeSet;
