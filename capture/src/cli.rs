@@ -8,6 +8,8 @@ use std::{
 };
 
 use clap::Parser;
+
+use crate::targets::k8s::api::Selection;
 use formats::wire::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CAP};
 
 /// Record the TCP traffic (HTTP/1, HTTP/2, gRPC) of chosen processes with eBPF
@@ -17,10 +19,38 @@ use formats::wire::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CAP};
 /// syscall on; processes forked by a target become targets too.
 #[derive(Debug, Parser)]
 #[command(name = "capture", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  capture --pid 4242 --duration 30s -o run.parquet\n  \
+#[command(after_help = "Examples:\n  capture --ns wyw --duration 5m -o run.parquet\n  \
+    capture --ns shop -l app=cart --container server -o run.parquet\n  \
+    capture --pid 4242 --duration 30s -o run.parquet\n  \
     capture --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service -o run.parquet\n\n\
     Exit codes: 0 ok, 1 capture failed, 2 bad usage.")]
 pub struct Args {
+    /// Pods of this namespace that run on this node (Kubernetes API).
+    #[arg(short = 'n', long = "ns", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Only this pod of --ns (repeatable).
+    #[arg(long = "pod", value_name = "NAME")]
+    pub pods: Vec<String>,
+
+    /// Only pods of --ns with these labels (`app=web,tier!=db`).
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Only this container of the selected pods (repeatable).
+    #[arg(long = "container", value_name = "NAME")]
+    pub containers: Vec<String>,
+
+    /// Kubeconfig file. Default: in-cluster configuration, then $KUBECONFIG,
+    /// then ~/.kube/config.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The node whose pods are targeted. Default: $NODE_NAME, then the host
+    /// name.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node: Option<String>,
+
     /// A local process to capture, with its children (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
@@ -59,11 +89,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// What to capture: local processes and cgroups (Kubernetes pods resolve to these).
+/// What to capture: local processes and cgroups, and Kubernetes pods (which
+/// resolve to cgroups).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetSpec {
     pub pids: Vec<u32>,
     pub cgroups: Vec<PathBuf>,
+    pub pods: Option<Selection>,
 }
 
 /// A validated configuration.
@@ -86,9 +118,44 @@ impl Args {
     /// Checks everything that can be checked without touching the kernel.
     pub fn validate(self) -> Result<Config, UsageError> {
         let usage = |msg: String| Err(UsageError(msg));
-        if self.pids.is_empty() && self.cgroups.is_empty() {
-            return usage("no target given: use --pid PID or --cgroup PATH".into());
+        if self.namespace.is_none() {
+            for (flag, given) in [
+                ("--pod", !self.pods.is_empty()),
+                ("--selector", self.selector.is_some()),
+                ("--container", !self.containers.is_empty()),
+            ] {
+                if given {
+                    return usage(format!("{flag} needs --ns NAMESPACE"));
+                }
+            }
         }
+        if self.pids.is_empty() && self.cgroups.is_empty() && self.namespace.is_none() {
+            return usage("no target given: use --ns NAMESPACE, --pid PID or --cgroup PATH".into());
+        }
+        if let Some(kubeconfig) = self.kubeconfig.as_ref().filter(|p| !p.is_file()) {
+            return usage(format!("--kubeconfig: `{}` is not a file", kubeconfig.display()));
+        }
+        let pods = match self.namespace {
+            Some(namespace) if namespace.is_empty() => {
+                return usage("--ns needs a namespace name".into())
+            }
+            Some(namespace) => Some(Selection {
+                namespace,
+                pods: self.pods,
+                selector: self.selector.filter(|s| !s.is_empty()),
+                containers: self.containers,
+                kubeconfig: self.kubeconfig,
+                node: match self.node.filter(|n| !n.is_empty()) {
+                    Some(node) => node,
+                    None => nix::sys::utsname::uname()
+                        .map(|u| u.nodename().to_string_lossy().into_owned())
+                        .map_err(|e| {
+                            UsageError(format!("--node not given and no host name: {e}"))
+                        })?,
+                },
+            }),
+            None => None,
+        };
         if self.max_payload == 0 || self.max_payload > MAX_PAYLOAD_CAP {
             return usage(format!(
                 "--max-payload must be between 1 and {MAX_PAYLOAD_CAP} bytes, got {}",
@@ -106,7 +173,7 @@ impl Args {
         pids.sort_unstable();
         pids.dedup();
         Ok(Config {
-            targets: TargetSpec { pids, cgroups: self.cgroups },
+            targets: TargetSpec { pids, cgroups: self.cgroups, pods },
             duration: self.duration,
             output: self.output,
             max_payload: self.max_payload,

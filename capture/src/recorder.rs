@@ -10,6 +10,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
 };
 
 use formats::{
@@ -20,7 +21,7 @@ use formats::{
 
 use crate::{
     kernel::clock::WallClock,
-    output::rows::{Row, RowBuffer},
+    output::rows::{Identity, Row, RowBuffer},
 };
 
 /// Counters for the progress line and the summary.
@@ -63,6 +64,8 @@ pub struct Recorder {
     next_conn: u64,
     forks: Vec<Fork>,
     stats: Stats,
+    /// Kubernetes identities of target processes, by pid.
+    identities: HashMap<u32, Arc<Identity>>,
 }
 
 fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
@@ -89,7 +92,13 @@ impl Recorder {
             next_conn: 0,
             forks: Vec::new(),
             stats: Stats::default(),
+            identities: HashMap::new(),
         }
+    }
+
+    /// Labels the rows of `pid` with a pod identity from now on.
+    pub fn set_identity(&mut self, pid: u32, identity: Arc<Identity>) {
+        self.identities.insert(pid, identity);
     }
 
     pub fn stats(&self) -> Stats {
@@ -124,6 +133,10 @@ impl Recorder {
             EventKind::Accept => kind::ACCEPT,
             EventKind::Close => kind::CLOSE,
             EventKind::Fork => {
+                // A child of a pod's process is in the pod.
+                if let Some(identity) = self.identities.get(&(h.size as u32)).cloned() {
+                    self.identities.insert(h.pid, identity);
+                }
                 self.forks.push(Fork {
                     pid: h.pid,
                     parent: h.size as u32,
@@ -174,7 +187,7 @@ impl Recorder {
             payload,
             local_addr: conn.local.as_deref(),
             remote_addr: conn.remote.as_deref(),
-            identity: None,
+            identity: self.identities.get(&h.pid).map(Arc::as_ref),
             flags: h.flags,
             cpu: None,
         });

@@ -15,6 +15,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use formats::wire::{CaptureConfig, KernelError};
+use futures::StreamExt;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, Signal, SignalKind},
@@ -34,6 +36,10 @@ use crate::{
     progress::Progress,
     recorder::{Recorder, Stats},
     targets::{
+        k8s::{
+            self,
+            api::{self, PodChange},
+        },
         local::{self, CgroupTarget},
         Process, TargetSet, Via,
     },
@@ -104,6 +110,9 @@ struct Session {
     segments_sent: u32,
     /// Problems already reported once (a cgroup that vanished, a full map).
     warned: HashSet<String>,
+    /// The selected pods (`--ns`), and their changes from the API's watch.
+    pods: Option<k8s::Pods>,
+    pod_changes: Option<UnboundedReceiver<PodChange>>,
 }
 
 /// Runs a capture to completion.
@@ -115,12 +124,50 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
 
     // Resolve every target before anything is attached: a typo must fail fast.
     let roots = local::pid_targets(&config.targets.pids)?;
-    let cgroups = config
+    let mut cgroups = config
         .targets
         .cgroups
         .iter()
         .map(|p| CgroupTarget::open(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut pods = None;
+    let mut pod_changes = None;
+    if let Some(selection) = &config.targets.pods {
+        let (client, url) = api::connect(selection).await?;
+        let found = api::list(&client, &url, selection).await?;
+        let hierarchies = k8s::cgroup::hierarchies().context("failed to read the cgroup mounts")?;
+        let mut book = k8s::Pods::new(hierarchies);
+        let mut problems = Vec::new();
+        for pod in &found {
+            let (targets, mut trouble) = book.add(pod);
+            cgroups.extend(targets);
+            problems.append(&mut trouble);
+        }
+        if cgroups.is_empty() && config.targets.pids.is_empty() {
+            anyhow::bail!(
+                "found {} pod(s) of namespace `{}` on node `{}`, but {}",
+                found.len(),
+                selection.namespace,
+                selection.node,
+                problems.first().map_or("none has a running container".into(), |p| p.clone())
+            );
+        }
+        for problem in problems {
+            warn!("{problem}");
+        }
+        // Pods that start (or restart a container) during the capture.
+        let (tx, rx) = unbounded_channel();
+        let mut changes = Box::pin(api::watch(client, selection.clone()));
+        tokio::spawn(async move {
+            while let Some(change) = changes.next().await {
+                if tx.send(change).is_err() {
+                    break;
+                }
+            }
+        });
+        pods = Some(book);
+        pod_changes = Some(rx);
+    }
 
     let offsets = offsets::from_btf_file(std::path::Path::new(offsets::VMLINUX_BTF))
         .context("failed to read kernel structure offsets")?;
@@ -145,6 +192,8 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         errors: ErrorCounts::default(),
         segments_sent: 0,
         warned: HashSet::new(),
+        pods,
+        pod_changes,
         config,
         probes,
         targets: TargetSet::default(),
@@ -256,7 +305,9 @@ impl Session {
                             problems.push(("add_cgroup".into(), format!("{e:#}")));
                         }
                     }
-                    found.extend(scan.pids.into_iter().map(|pid| (pid, cgroup.v2)));
+                    found.extend(
+                        scan.pids.into_iter().map(|pid| (pid, cgroup.v2, cgroup.identity.clone())),
+                    );
                 }
                 Err(e) => problems.push((cgroup.path.display().to_string(), format!("{e:#}"))),
             }
@@ -264,8 +315,11 @@ impl Session {
         for (key, message) in problems {
             self.warn_once(key, || message);
         }
-        for (pid, v2) in found {
+        for (pid, v2, identity) in found {
             self.add_with(pid, Via::Cgroup, None, !v2);
+            if let Some(identity) = identity {
+                self.recorder.set_identity(pid, identity);
+            }
         }
     }
 
@@ -324,8 +378,55 @@ impl Session {
         self.writer.segment(batch, meta)
     }
 
+    /// Follows the selected pods: new ones (and restarted containers) become
+    /// targets, ended ones are noted.
+    fn follow_pods(&mut self) {
+        let (Some(changes), Some(pods)) = (self.pod_changes.as_mut(), self.pods.as_mut()) else {
+            return;
+        };
+        let mut notes = Vec::new();
+        while let Ok(change) = changes.try_recv() {
+            match change {
+                PodChange::Seen(pod) => {
+                    let (targets, problems) = pods.add(&pod);
+                    if !targets.is_empty() {
+                        notes.push((
+                            None,
+                            format!(
+                                "pod {}/{}: capturing {} container(s)",
+                                pod.namespace,
+                                pod.name,
+                                targets.len()
+                            ),
+                        ));
+                    }
+                    self.cgroups.extend(targets);
+                    notes.extend(problems.into_iter().map(|p| (Some(p.clone()), p)));
+                }
+                PodChange::Gone { namespace, name, uid } => {
+                    if pods.ended(&uid) {
+                        notes.push((None, format!("pod {namespace}/{name} ended")));
+                    }
+                }
+                PodChange::Trouble(e) => {
+                    notes.push((Some("watch".into()), format!("watching pods: {e}; retrying")))
+                }
+            }
+        }
+        for (key, note) in notes {
+            match key {
+                Some(key) => self.warn_once(key, || note),
+                None => info!("{note}"),
+            }
+        }
+        if let Some(pods) = &self.pods {
+            self.info.pods = serde_json::to_value(pods.records()).unwrap_or_default();
+        }
+    }
+
     /// The once-a-second housekeeping.
     fn tick(&mut self) -> Result<()> {
+        self.follow_pods();
         if let Err(e) = self.account_lost() {
             self.warn_once("account_lost".into(), || format!("{e:#}"));
         }

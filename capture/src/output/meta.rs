@@ -20,6 +20,8 @@ pub struct CaptureInfo {
     pub start_unix_ns: i64,
     pub options: serde_json::Value,
     pub targets_asked: serde_json::Value,
+    /// The selected pods seen (`--ns`), with their containers; null without.
+    pub pods: serde_json::Value,
 }
 
 impl CaptureInfo {
@@ -40,7 +42,15 @@ impl CaptureInfo {
             targets_asked: json!({
                 "pids": config.targets.pids,
                 "cgroups": config.targets.cgroups,
+                "kubernetes": config.targets.pods.as_ref().map(|s| json!({
+                    "namespace": s.namespace,
+                    "pods": s.pods,
+                    "selector": s.selector,
+                    "containers": s.containers,
+                    "node": s.node,
+                })),
             }),
+            pods: serde_json::Value::Null,
         }
     }
 }
@@ -100,6 +110,9 @@ pub fn complete(
 fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<KeyValue> {
     let mut targets_json = info.targets_asked.clone();
     targets_json["processes"] = json!(processes);
+    if !info.pods.is_null() {
+        targets_json["pods"] = info.pods.clone();
+    }
     vec![
         kv(meta::FILE_KIND, FILE_KIND_CAPTURE),
         kv(meta::SCHEMA_VERSION, SCHEMA_VERSION.to_string()),

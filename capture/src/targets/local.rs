@@ -6,9 +6,11 @@ use std::{
     fs, io,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use super::{Process, Via};
+use crate::output::rows::Identity;
 
 /// `statfs` magic of cgroup2 file systems.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -132,6 +134,8 @@ pub struct CgroupTarget {
     /// On the cgroup v2 hierarchy: the kernel can match its processes by
     /// cgroup id, the instant they enter it.
     pub v2: bool,
+    /// The pod and container it is, for a Kubernetes container.
+    pub identity: Option<Arc<Identity>>,
 }
 
 impl CgroupTarget {
@@ -142,7 +146,7 @@ impl CgroupTarget {
         let v2 = nix::sys::statfs::statfs(path)
             .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
-        Ok(Self { path: path.to_path_buf(), v2 })
+        Ok(Self { path: path.to_path_buf(), v2, identity: None })
     }
 
     /// The processes in the cgroup or any sub-cgroup, and (on cgroup v2)

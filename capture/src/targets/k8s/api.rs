@@ -104,9 +104,9 @@ pub async fn connect(selection: &Selection) -> Result<(Client, String), K8sError
         }
         None => match Config::incluster() {
             Ok(config) => config,
-            Err(in_cluster) => Config::from_kubeconfig(&options).await.map_err(|e| {
-                K8sError::NoConfig(format!("not in a cluster ({in_cluster}); {e}"))
-            })?,
+            Err(in_cluster) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| K8sError::NoConfig(format!("not in a cluster ({in_cluster}); {e}")))?,
         },
     };
     let url = config.cluster_url.to_string();
@@ -248,9 +248,8 @@ pub fn watch(client: Client, selection: Selection) -> impl Stream<Item = PodChan
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 pod_target(&selection, &pod).map(PodChange::Seen)
             }
-            Ok(watcher::Event::Delete(pod)) => pod_target(&selection, &pod).map(|t| {
-                PodChange::Gone { namespace: t.namespace, name: t.name, uid: t.uid }
-            }),
+            Ok(watcher::Event::Delete(pod)) => pod_target(&selection, &pod)
+                .map(|t| PodChange::Gone { namespace: t.namespace, name: t.name, uid: t.uid }),
             Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
             Err(e) => Some(PodChange::Trouble(error_chain(&e))),
         };
