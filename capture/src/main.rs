@@ -23,7 +23,7 @@ use crate::{
     cli::Args,
     progress::{bytes, thousands},
     session::Summary,
-    targets::local::TargetError,
+    targets::{k8s::api::K8sError, local::TargetError},
 };
 
 fn init_tracing(quiet: bool) {
@@ -105,7 +105,11 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // A target that does not exist is a usage error.
-            if e.chain().any(|c| c.downcast_ref::<TargetError>().is_some()) {
+            let missing = |c: &(dyn std::error::Error + 'static)| {
+                c.downcast_ref::<TargetError>().is_some()
+                    || c.downcast_ref::<K8sError>().is_some_and(K8sError::is_missing_target)
+            };
+            if e.chain().any(missing) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

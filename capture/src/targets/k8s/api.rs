@@ -92,6 +92,20 @@ pub enum K8sError {
     NoContainer { names: String },
 }
 
+impl K8sError {
+    /// The selection names nothing that exists here (exit code 2), as
+    /// opposed to a cluster that cannot be asked (exit code 1).
+    pub fn is_missing_target(&self) -> bool {
+        matches!(
+            self,
+            Self::NoPods { .. }
+                | Self::PodNotFound { .. }
+                | Self::PodElsewhere { .. }
+                | Self::NoContainer { .. }
+        )
+    }
+}
+
 /// A client for the API server, configured as SPEC §2 says: `--kubeconfig`
 /// when given, else in-cluster, else `$KUBECONFIG`, else `~/.kube/config`.
 pub async fn connect(selection: &Selection) -> Result<(Client, String), K8sError> {
