@@ -27,7 +27,9 @@ use crate::{
 };
 
 fn init_tracing(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+    // kube's client logs failed requests itself; podtap reports them once,
+    // in its own words.
+    let default = if quiet { "warn,kube_client=off" } else { "info,kube_client=off" };
     let filter = EnvFilter::try_from_env("PODTAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let indicatif = IndicatifLayer::new();
     tracing_subscriber::registry()

@@ -46,38 +46,6 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Mount point of a hierarchy from /proc/mounts: `cgroup2`, or the v1
-/// hierarchy carrying `option`.
-fn mount_of(fstype: &str, option: Option<&str>) -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap();
-    mounts.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let ok = f.get(2) == Some(&fstype)
-            && option.is_none_or(|o| f.get(3).is_some_and(|opts| opts.split(',').any(|x| x == o)));
-        ok.then(|| PathBuf::from(f[1]))
-    })
-}
-
-/// A v1 hierarchy to create cgroups in: the pids controller if mounted, else
-/// a named hierarchy mounted for the tests.
-fn v1_hierarchy() -> PathBuf {
-    if let Some(path) = mount_of("cgroup", Some("pids")) {
-        return path;
-    }
-    if let Some(path) = mount_of("cgroup", Some("name=podtaptest")) {
-        return path;
-    }
-    let path = PathBuf::from("/run/podtap-test-cgroup-v1");
-    fs::create_dir_all(&path).unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "cgroup", "-o", "none,name=podtaptest", "cgroup"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "mounting a named v1 hierarchy failed");
-    path
-}
-
 fn traffic(port: u16) -> u16 {
     let (client, local) = Peer::client(port, &["GET /bytes/500", "GET /"]);
     client.finish();

@@ -217,6 +217,21 @@ impl Capture {
         }
     }
 
+    /// Waits (up to 30 s) for a line of stderr containing `text`.
+    pub fn wait_for_line(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+                let found = line.contains(text);
+                self.lines.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("capture never said `{text}`:\n{}", self.drain());
+    }
+
     fn drain(&mut self) -> String {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
             self.lines.push(line);
@@ -477,4 +492,36 @@ pub fn client_log(dir: &Path) -> (Vec<u8>, Vec<u8>, serde_json::Value) {
         .map(|text| serde_json::from_str(&text).unwrap())
         .unwrap_or(serde_json::Value::Null);
     (sent, recv, marks)
+}
+
+/// Mount point of a hierarchy from /proc/mounts: `cgroup2`, or the v1
+/// hierarchy carrying `option`.
+pub fn mount_of(fstype: &str, option: Option<&str>) -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    mounts.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ok = f.get(2) == Some(&fstype)
+            && option.is_none_or(|o| f.get(3).is_some_and(|opts| opts.split(',').any(|x| x == o)));
+        ok.then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// A v1 hierarchy to create cgroups in: the pids controller if mounted, else
+/// a named hierarchy mounted for the tests.
+pub fn v1_hierarchy() -> PathBuf {
+    if let Some(path) = mount_of("cgroup", Some("pids")) {
+        return path;
+    }
+    if let Some(path) = mount_of("cgroup", Some("name=podtaptest")) {
+        return path;
+    }
+    let path = PathBuf::from("/run/podtap-test-cgroup-v1");
+    fs::create_dir_all(&path).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "cgroup", "-o", "none,name=podtaptest", "cgroup"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a named v1 hierarchy failed");
+    path
 }
