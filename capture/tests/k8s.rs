@@ -249,7 +249,7 @@ fn traffic(port: u16) -> u16 {
 }
 
 /// The rows of the server side of the connection from `client_port`.
-fn server_rows<'a>(file: &'a CaptureFile, client_port: u16) -> Vec<&'a Row> {
+fn server_rows(file: &CaptureFile, client_port: u16) -> Vec<&Row> {
     match file.conn_with_port(client_port) {
         Some(conn) => file.rows.iter().filter(|r| r.conn_id == Some(conn)).collect(),
         None => Vec::new(),
