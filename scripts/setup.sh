@@ -13,7 +13,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # the tests and benchmarks talk to.
 packages=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config
-  curl wrk nginx-light python3 bpftool
+  curl wrk nginx-light python3 python3-venv bpftool
   prometheus prometheus-pushgateway
 )
 missing=()
@@ -56,6 +56,16 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features llvm-22 >/dev/null
+fi
+
+# A Python venv for tools Debian does not package: kubernetes-validate checks
+# scripts/k8s/ against the Kubernetes API schemas (bundled, no cluster needed).
+VENV=${PODTAP_VENV:-/opt/podtap-venv}
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! "$VENV/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_VERSION"; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
 # tracefs: the kernel's tracepoints are attached through it.

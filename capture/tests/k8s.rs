@@ -497,3 +497,70 @@ fn unreachable_forbidden_and_missing_give_one_line_each() {
     assert_eq!(code, 2);
     assert!(line.contains("--pod needs --ns NAMESPACE"), "{line}");
 }
+
+/// Runs kubernetes-validate (installed by scripts/setup.sh) in strict mode.
+fn validate(files: &[PathBuf]) -> (bool, String) {
+    let venv = std::env::var("PODTAP_VENV").unwrap_or_else(|_| "/opt/podtap-venv".into());
+    let out = std::process::Command::new(Path::new(&venv).join("bin/kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.33.0"])
+        .args(files)
+        .output()
+        .expect("kubernetes-validate runs (scripts/setup.sh installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_manifests_pass_the_kubernetes_schemas() {
+    let dir = repo_root().join("scripts/k8s");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let (ok, text) = validate(&files);
+    assert!(ok, "{text}");
+    // Every object was checked: 2 namespaces, a service account, a cluster
+    // role and its binding, the DaemonSet and the two demo pods.
+    assert_eq!(text.matches(" passed for resource ").count(), 8, "{text}");
+    for kind in ["daemonset/podtap", "clusterrole/podtap", "pod/httpserver", "pod/grpcserver"] {
+        assert!(text.contains(kind), "{kind} not checked: {text}");
+    }
+
+    // And the check is real: a misspelled field fails it.
+    let work = workdir();
+    let broken = work.path().join("daemonset.yaml");
+    let text = fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
+    fs::write(&broken, text.replace("hostPID: true", "hostPid: true")).unwrap();
+    let (ok, text) = validate(&[broken]);
+    assert!(!ok, "a misspelled field passed: {text}");
+    assert!(text.contains("hostPid"), "{text}");
+}
+
+#[test]
+fn the_daemonset_asks_for_what_capture_needs_and_rbac_only_reads_pods() {
+    let dir = repo_root().join("scripts/k8s");
+    let daemonset = fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
+    for needed in [
+        "hostPID: true",
+        "fieldPath: spec.nodeName",
+        "name: NODE_NAME",
+        "path: /var/lib/podtap",
+        "serviceAccountName: podtap",
+        "\"BPF\"",
+        "\"PERFMON\"",
+        "\"SYS_RESOURCE\"",
+    ] {
+        assert!(daemonset.contains(needed), "daemonset.yaml lacks {needed}");
+    }
+    let rbac = fs::read_to_string(dir.join("rbac.yaml")).unwrap();
+    assert!(rbac.contains("resources: [\"pods\"]"));
+    assert!(rbac.contains("verbs: [\"get\", \"list\", \"watch\"]"));
+    assert_eq!(rbac.matches("verbs:").count(), 1, "RBAC grants more than reading pods");
+    let demo = fs::read_to_string(dir.join("demo-pods.yaml")).unwrap();
+    assert_eq!(demo.matches("namespace: wyw").count(), 2);
+}
