@@ -19,13 +19,15 @@ use std::{
 use common::*;
 use serde_json::{json, Value};
 
-/// Where a pod's containers live.
+/// Where a pod's containers live: the kubelet's systemd driver
+/// (`kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope`)
+/// or cgroupfs driver (`kubepods/besteffort/pod<uid>/<id>`), on the cgroup
+/// v2 hierarchy or a v1 hierarchy.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
-    /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope`
-    /// on the cgroup v2 hierarchy.
     SystemdV2,
-    /// `kubepods/besteffort/pod<uid>/<id>` on a v1 hierarchy.
+    SystemdV1,
+    CgroupfsV2,
     CgroupfsV1,
 }
 
@@ -84,8 +86,10 @@ impl Cluster {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let uid = format!("{:08x}-7c1d-4e2f-9a3b-{:012x}", std::process::id(), n);
         let hierarchy = match layout {
-            Layout::SystemdV2 => mount_of("cgroup2", None).expect("a cgroup2 hierarchy"),
-            Layout::CgroupfsV1 => v1_hierarchy(),
+            Layout::SystemdV2 | Layout::CgroupfsV2 => {
+                mount_of("cgroup2", None).expect("a cgroup2 hierarchy")
+            }
+            Layout::SystemdV1 | Layout::CgroupfsV1 => v1_hierarchy(),
         };
         let top = self.top(&hierarchy);
         let mut made = Vec::new();
@@ -94,11 +98,13 @@ impl Cluster {
         for (i, container) in containers.iter().enumerate() {
             let id = format!("{:056x}{:08x}", n, i);
             let dir = match layout {
-                Layout::SystemdV2 => top.join(format!(
+                Layout::SystemdV2 | Layout::SystemdV1 => top.join(format!(
                     "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{id}.scope",
                     uid.replace('-', "_")
                 )),
-                Layout::CgroupfsV1 => top.join(format!("kubepods/besteffort/pod{uid}/{id}")),
+                Layout::CgroupfsV2 | Layout::CgroupfsV1 => {
+                    top.join(format!("kubepods/besteffort/pod{uid}/{id}"))
+                }
             };
             fs::create_dir_all(&dir).unwrap();
             let (server, port) = Peer::server(&[]);
@@ -296,49 +302,59 @@ fn capture_args<'a>(kubeconfig: &'a Path, node: &'a str, extra: &[&'a str]) -> V
 fn ns_captures_exactly_the_selected_pods_of_this_node() {
     require_root();
     let mut cluster = Cluster::new();
-    let web = cluster.pod(
-        "wyw",
-        "httpserver",
-        "node-a",
-        json!({"app": "web"}),
-        &["http"],
-        Layout::SystemdV2,
-    );
-    let api = cluster.pod(
-        "wyw",
-        "apiserver",
-        "node-a",
-        json!({"app": "api"}),
-        &["api"],
-        Layout::CgroupfsV1,
-    );
+    let layouts = [
+        ("systemd-v2", Layout::SystemdV2),
+        ("systemd-v1", Layout::SystemdV1),
+        ("cgroupfs-v2", Layout::CgroupfsV2),
+        ("cgroupfs-v1", Layout::CgroupfsV1),
+    ];
+    let ours: Vec<usize> = layouts
+        .iter()
+        .map(|(name, layout)| {
+            cluster.pod("wyw", name, "node-a", json!({"app": "web"}), &["http"], *layout)
+        })
+        .collect();
     let elsewhere =
         cluster.pod("wyw", "remote", "node-b", json!({"app": "web"}), &["http"], Layout::SystemdV2);
     let other_ns =
         cluster.pod("shop", "cart", "node-a", json!({"app": "web"}), &["http"], Layout::SystemdV2);
-    let (_api_server, kubeconfig, _) = cluster.serve(&[web, api, elsewhere, other_ns], &[]);
+    let mut all = ours.clone();
+    all.extend([elsewhere, other_ns]);
+    let (_api_server, kubeconfig, _) = cluster.serve(&all, &[]);
 
     let run = Run::new();
     let cap = run.capture_args(&capture_args(&kubeconfig, "node-a", &["--ns", "wyw"]));
-    let ports: Vec<u16> = [web, api, elsewhere, other_ns]
-        .iter()
-        .map(|&i| traffic(cluster.pods[i].containers[0].3))
-        .collect();
-    // The v1 pod is found by cgroup.procs rescans, once a second: it was
-    // scanned at the start already.
+    // A process started in a targeted container during the capture (as
+    // `kubectl exec` would): found by the next rescan of the container's
+    // cgroup, within a second, and labelled from then on.
+    let (late, late_port) = Peer::server(&[]);
+    let late_cgroup = &cluster.pods[ours[0]].containers[0].4;
+    fs::write(late_cgroup.join("cgroup.procs"), late.pid().to_string()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ports: Vec<u16> = all.iter().map(|&i| traffic(cluster.pods[i].containers[0].3)).collect();
+    let late_client = traffic(late_port);
     run.stop(cap);
 
     let file = run.read();
-    assert_captured(&file, &cluster.pods[web], "http", ports[0], "wyw", "node-a");
-    assert_captured(&file, &cluster.pods[api], "api", ports[1], "wyw", "node-a");
-    assert!(server_rows(&file, ports[2]).is_empty(), "a pod of another node was captured");
-    assert!(server_rows(&file, ports[3]).is_empty(), "a pod of another namespace was captured");
+    for (k, &i) in ours.iter().enumerate() {
+        assert_captured(&file, &cluster.pods[i], "http", ports[k], "wyw", "node-a");
+    }
+    assert!(server_rows(&file, ports[4]).is_empty(), "a pod of another node was captured");
+    assert!(server_rows(&file, ports[5]).is_empty(), "a pod of another namespace was captured");
+    let late_rows = server_rows(&file, late_client);
+    assert!(!late_rows.is_empty(), "a process started in a container was not captured");
+    let pod = &cluster.pods[ours[0]];
+    for row in late_rows {
+        assert_eq!(row.pid, Some(late.pid()));
+        assert_eq!(row.k8s[1].as_deref(), Some(pod.name.as_str()));
+        assert_eq!(row.k8s[4].as_deref(), Some(pod.containers[0].1.as_str()));
+    }
     // Nothing else has the pod columns, and the file lists the pods seen.
     let targets: Value = serde_json::from_str(&file.meta["podtap.targets"]).unwrap();
     let mut pods: Vec<&str> =
         targets["pods"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     pods.sort_unstable();
-    assert_eq!(pods, ["apiserver", "httpserver"], "{targets}");
+    assert_eq!(pods, ["cgroupfs-v1", "cgroupfs-v2", "systemd-v1", "systemd-v2"], "{targets}");
     assert_eq!(targets["kubernetes"]["namespace"], "wyw");
     for pod in targets["pods"].as_array().unwrap() {
         assert_eq!(pod["node"], "node-a");
