@@ -259,6 +259,56 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_flags_make_a_selection() {
+        let c = parse(&[
+            "-n",
+            "wyw",
+            "--pod",
+            "a",
+            "--pod",
+            "b",
+            "-l",
+            "app=web",
+            "--container",
+            "http",
+            "--node",
+            "node-a",
+            "-o",
+            "/tmp/run.parquet",
+        ])
+        .unwrap();
+        let s = c.targets.pods.unwrap();
+        assert_eq!(s.namespace, "wyw");
+        assert_eq!(s.pods, ["a", "b"]);
+        assert_eq!(s.selector.as_deref(), Some("app=web"));
+        assert_eq!(s.containers, ["http"]);
+        assert_eq!(s.node, "node-a");
+        assert_eq!(s.kubeconfig, None);
+        // Without --node (and NODE_NAME), the host name.
+        if std::env::var_os("NODE_NAME").is_none() {
+            let c = parse(&["--ns", "wyw", "-o", "/tmp/run.parquet"]).unwrap();
+            let host =
+                nix::sys::utsname::uname().unwrap().nodename().to_string_lossy().into_owned();
+            assert_eq!(c.targets.pods.unwrap().node, host);
+        }
+    }
+
+    #[test]
+    fn pod_flags_need_a_namespace_and_a_kubeconfig_must_exist() {
+        for flags in [&["--pod", "a"][..], &["-l", "app=web"], &["--container", "c"]] {
+            let mut args = flags.to_vec();
+            args.extend(["--pid", "1", "-o", "/tmp/x.parquet"]);
+            let err = parse(&args).unwrap_err();
+            assert!(err.ends_with("needs --ns NAMESPACE"), "{err}");
+        }
+        let err = parse(&["--ns", "wyw", "--kubeconfig", "/nonexistent/config", "-o", "/tmp/x"])
+            .unwrap_err();
+        assert_eq!(err, "--kubeconfig: `/nonexistent/config` is not a file");
+        let err = parse(&["-o", "/tmp/x.parquet"]).unwrap_err();
+        assert!(err.contains("use --ns NAMESPACE, --pid PID or --cgroup PATH"), "{err}");
+    }
+
+    #[test]
     fn defaults_to_4096_payload_bytes_and_no_duration() {
         let c = parse(&["--pid", "1", "-o", "/tmp/x.parquet"]).unwrap();
         assert_eq!(c.max_payload, 4096);
