@@ -36,7 +36,10 @@ fn bad_flags_are_usage_errors() {
     assert!(stderr.contains("unexpected argument '--frobnicate'"), "{stderr}");
     let (code, stderr) = run_capture(&["-o", "/tmp/x.parquet"]);
     assert_eq!(code, 2);
-    assert_eq!(stderr.trim(), "error: no target given: use --ns NAMESPACE, --pid PID or --cgroup PATH");
+    assert_eq!(
+        stderr.trim(),
+        "error: no target given: use --ns NAMESPACE, --pid PID or --cgroup PATH"
+    );
     let (code, stderr) = run_capture(&["--pid", "1", "-o", "/nonexistent/x.parquet"]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim(), "error: output directory `/nonexistent` does not exist");
