@@ -8,7 +8,7 @@
 //! neither they nor connection ends become rows.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
@@ -66,6 +66,11 @@ pub struct Recorder {
     stats: Stats,
     /// Kubernetes identities of target processes, by pid.
     identities: HashMap<u32, Arc<Identity>>,
+    /// Targeted containers: their cgroup paths as `/proc/PID/cgroup` shows
+    /// them, and who they are.
+    containers: Vec<(String, Arc<Identity>)>,
+    /// Pids whose cgroup was already looked up.
+    looked_up: HashSet<u32>,
 }
 
 fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
@@ -93,6 +98,37 @@ impl Recorder {
             forks: Vec::new(),
             stats: Stats::default(),
             identities: HashMap::new(),
+            containers: Vec::new(),
+            looked_up: HashSet::new(),
+        }
+    }
+
+    /// A targeted container: a process whose cgroup is `cgroup` (relative
+    /// to its hierarchy's root) or below is labelled `identity` from its
+    /// first row, before any rescan has seen it.
+    pub fn add_container(&mut self, cgroup: String, identity: Arc<Identity>) {
+        self.containers.push((cgroup, identity));
+    }
+
+    /// The identity of a pid not seen before, from `/proc/PID/cgroup`.
+    fn look_up(&mut self, pid: u32) {
+        if self.containers.is_empty() || self.identities.contains_key(&pid) {
+            return;
+        }
+        if !self.looked_up.insert(pid) {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return };
+        for line in text.lines() {
+            let Some(path) = line.splitn(3, ':').nth(2) else { continue };
+            let found = self.containers.iter().find(|(cgroup, _)| {
+                path.strip_prefix(cgroup.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            if let Some((_, identity)) = found {
+                self.identities.insert(pid, identity.clone());
+                return;
+            }
         }
     }
 
@@ -151,6 +187,7 @@ impl Recorder {
             }
         };
         let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
+        self.look_up(h.pid);
         let next_conn = &mut self.next_conn;
         let stats = &mut self.stats;
         let conn = self.conns.entry(h.conn_id).or_insert_with(|| {

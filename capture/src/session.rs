@@ -202,6 +202,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         info,
         clock,
     };
+    session.register_containers(0);
     let events = match session.start(roots) {
         Ok(events) => events,
         Err(e) => {
@@ -378,6 +379,19 @@ impl Session {
         self.writer.segment(batch, meta)
     }
 
+    /// Tells the recorder where the containers among `cgroups[from..]` are,
+    /// so their new processes are labelled from their first row.
+    fn register_containers(&mut self, from: usize) {
+        let Some(pods) = &self.pods else { return };
+        for target in &self.cgroups[from..] {
+            if let (Some(identity), Some(relative)) =
+                (&target.identity, pods.relative(&target.path))
+            {
+                self.recorder.add_container(relative, identity.clone());
+            }
+        }
+    }
+
     /// Follows the selected pods: new ones (and restarted containers) become
     /// targets, ended ones are noted.
     fn follow_pods(&mut self) {
@@ -385,6 +399,7 @@ impl Session {
             return;
         };
         let mut notes = Vec::new();
+        let first_new = self.cgroups.len();
         while let Ok(change) = changes.try_recv() {
             match change {
                 PodChange::Seen(pod) => {
@@ -413,6 +428,7 @@ impl Session {
                 }
             }
         }
+        self.register_containers(first_new);
         for (key, note) in notes {
             match key {
                 Some(key) => self.warn_once(key, || note),

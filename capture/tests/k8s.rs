@@ -324,13 +324,13 @@ fn ns_captures_exactly_the_selected_pods_of_this_node() {
 
     let run = Run::new();
     let cap = run.capture_args(&capture_args(&kubeconfig, "node-a", &["--ns", "wyw"]));
-    // A process started in a targeted container during the capture (as
-    // `kubectl exec` would): found by the next rescan of the container's
-    // cgroup, within a second, and labelled from then on.
+    // A process that enters a targeted container during the capture (as
+    // with `kubectl exec`), on cgroup v2: the kernel records it from its
+    // first syscall, and every row of it carries the pod's identity, without
+    // waiting for a rescan.
     let (late, late_port) = Peer::server(&[]);
     let late_cgroup = &cluster.pods[ours[0]].containers[0].4;
     fs::write(late_cgroup.join("cgroup.procs"), late.pid().to_string()).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
     let ports: Vec<u16> = all.iter().map(|&i| traffic(cluster.pods[i].containers[0].3)).collect();
     let late_client = traffic(late_port);
     run.stop(cap);

@@ -126,6 +126,14 @@ impl Pods {
         (targets, problems)
     }
 
+    /// `dir` as `/proc/PID/cgroup` shows it: relative to the root of the
+    /// hierarchy it is in.
+    pub fn relative(&self, dir: &Path) -> Option<String> {
+        self.hierarchies
+            .iter()
+            .find_map(|h| dir.strip_prefix(h).ok().map(|rest| format!("/{}", rest.display())))
+    }
+
     /// Notes that a pod went away; returns whether it was one of ours.
     pub fn ended(&mut self, uid: &str) -> bool {
         match self.records.iter_mut().find(|r| r.uid == uid && !r.ended) {
