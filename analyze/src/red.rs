@@ -246,14 +246,18 @@ fn compute_in_slices(
     if total == 0 {
         return Ok(red);
     }
-    // The file is read in slices of rows, each aggregated by polars and
-    // merged here: memory follows the number of series and of counted
-    // exchanges (one f64 each, for exact quantiles), not the file's size.
+    // The file is read in slices of rows, each read once, aggregated by
+    // polars and merged here: memory follows the number of series and of
+    // counted exchanges (one f64 each, for exact quantiles), not the file's
+    // size.
     let mut series_acc: BTreeMap<Key, BTreeMap<usize, Agg>> = BTreeMap::new();
     let mut durations: BTreeMap<RowKey, Durations> = BTreeMap::new();
     let mut offset = 0u64;
     while offset < total {
-        let slice = base(path, (offset, slice_rows), t0, step_ns, steps).map_err(err)?;
+        let slice = base(path, (offset, slice_rows), t0, step_ns, steps)
+            .and_then(LazyFrame::collect)
+            .map_err(err)?
+            .lazy();
         series(slice.clone(), &mut series_acc).map_err(err)?;
         row_durations(slice, &mut durations).map_err(err)?;
         offset += slice_rows;

@@ -8,7 +8,7 @@
 //! neither they nor connection ends become rows.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
@@ -64,13 +64,12 @@ pub struct Recorder {
     next_conn: u64,
     forks: Vec<Fork>,
     stats: Stats,
-    /// Kubernetes identities of target processes, by pid.
-    identities: HashMap<u32, Arc<Identity>>,
+    /// Kubernetes identities of target processes, by pid; `None` for a pid
+    /// whose cgroup was looked up and is in no targeted container.
+    identities: HashMap<u32, Option<Arc<Identity>>>,
     /// Targeted containers: their cgroup paths as `/proc/PID/cgroup` shows
     /// them, and who they are.
     containers: Vec<(String, Arc<Identity>)>,
-    /// Pids whose cgroup was already looked up.
-    looked_up: HashSet<u32>,
 }
 
 fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
@@ -99,7 +98,6 @@ impl Recorder {
             stats: Stats::default(),
             identities: HashMap::new(),
             containers: Vec::new(),
-            looked_up: HashSet::new(),
         }
     }
 
@@ -115,26 +113,20 @@ impl Recorder {
         if self.containers.is_empty() || self.identities.contains_key(&pid) {
             return;
         }
-        if !self.looked_up.insert(pid) {
-            return;
-        }
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return };
-        for line in text.lines() {
-            let Some(path) = line.splitn(3, ':').nth(2) else { continue };
-            let found = self.containers.iter().find(|(cgroup, _)| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let found = text.lines().filter_map(|line| line.splitn(3, ':').nth(2)).find_map(|path| {
+            self.containers.iter().find_map(|(cgroup, identity)| {
                 path.strip_prefix(cgroup.as_str())
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            });
-            if let Some((_, identity)) = found {
-                self.identities.insert(pid, identity.clone());
-                return;
-            }
-        }
+                    .then(|| identity.clone())
+            })
+        });
+        self.identities.insert(pid, found);
     }
 
     /// Labels the rows of `pid` with a pod identity from now on.
     pub fn set_identity(&mut self, pid: u32, identity: Arc<Identity>) {
-        self.identities.insert(pid, identity);
+        self.identities.insert(pid, Some(identity));
     }
 
     pub fn stats(&self) -> Stats {
@@ -170,8 +162,8 @@ impl Recorder {
             EventKind::Close => kind::CLOSE,
             EventKind::Fork => {
                 // A child of a pod's process is in the pod.
-                if let Some(identity) = self.identities.get(&(h.size as u32)).cloned() {
-                    self.identities.insert(h.pid, identity);
+                if let Some(Some(identity)) = self.identities.get(&(h.size as u32)).cloned() {
+                    self.identities.insert(h.pid, Some(identity));
                 }
                 self.forks.push(Fork {
                     pid: h.pid,
@@ -224,7 +216,7 @@ impl Recorder {
             payload,
             local_addr: conn.local.as_deref(),
             remote_addr: conn.remote.as_deref(),
-            identity: self.identities.get(&h.pid).map(Arc::as_ref),
+            identity: self.identities.get(&h.pid).and_then(Option::as_deref),
             flags: h.flags,
             cpu: None,
         });

@@ -130,44 +130,15 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         .iter()
         .map(|p| CgroupTarget::open(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut pods = None;
-    let mut pod_changes = None;
-    if let Some(selection) = &config.targets.pods {
-        let (client, url) = api::connect(selection).await?;
-        let found = api::list(&client, &url, selection).await?;
-        let hierarchies = k8s::cgroup::hierarchies().context("failed to read the cgroup mounts")?;
-        let mut book = k8s::Pods::new(hierarchies);
-        let mut problems = Vec::new();
-        for pod in &found {
-            let (targets, mut trouble) = book.add(pod);
+    let (pods, pod_changes) = match &config.targets.pods {
+        Some(selection) => {
+            let anything_else = !(cgroups.is_empty() && config.targets.pids.is_empty());
+            let (book, targets, changes) = select_pods(selection, anything_else).await?;
             cgroups.extend(targets);
-            problems.append(&mut trouble);
+            (Some(book), Some(changes))
         }
-        if cgroups.is_empty() && config.targets.pids.is_empty() {
-            anyhow::bail!(
-                "found {} pod(s) of namespace `{}` on node `{}`, but {}",
-                found.len(),
-                selection.namespace,
-                selection.node,
-                problems.first().map_or("none has a running container".into(), |p| p.clone())
-            );
-        }
-        for problem in problems {
-            warn!("{problem}");
-        }
-        // Pods that start (or restart a container) during the capture.
-        let (tx, rx) = unbounded_channel();
-        let mut changes = Box::pin(api::watch(client, selection.clone()));
-        tokio::spawn(async move {
-            while let Some(change) = changes.next().await {
-                if tx.send(change).is_err() {
-                    break;
-                }
-            }
-        });
-        pods = Some(book);
-        pod_changes = Some(rx);
-    }
+        None => (None, None),
+    };
 
     let offsets = offsets::from_btf_file(std::path::Path::new(offsets::VMLINUX_BTF))
         .context("failed to read kernel structure offsets")?;
@@ -203,6 +174,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         clock,
     };
     session.register_containers(0);
+    session.note_pods();
     let events = match session.start(roots) {
         Ok(events) => events,
         Err(e) => {
@@ -212,6 +184,49 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         }
     };
     session.capture(events, &mut signals).await
+}
+
+/// The selected pods now, their containers as cgroup targets, and a channel
+/// of their changes from then on. Fails when no container of theirs can be
+/// captured and nothing else is targeted.
+async fn select_pods(
+    selection: &api::Selection,
+    anything_else: bool,
+) -> Result<(k8s::Pods, Vec<CgroupTarget>, UnboundedReceiver<PodChange>)> {
+    let (client, url) = api::connect(selection).await?;
+    let found = api::list(&client, &url, selection).await?;
+    let hierarchies = k8s::cgroup::hierarchies().context("failed to read the cgroup mounts")?;
+    let mut book = k8s::Pods::new(hierarchies);
+    let mut cgroups = Vec::new();
+    let mut problems = Vec::new();
+    for pod in &found {
+        let (targets, mut trouble) = book.add(pod);
+        cgroups.extend(targets);
+        problems.append(&mut trouble);
+    }
+    if cgroups.is_empty() && !anything_else {
+        anyhow::bail!(
+            "found {} pod(s) of namespace `{}` on node `{}`, but {}",
+            found.len(),
+            selection.namespace,
+            selection.node,
+            problems.first().map_or("none has a running container".into(), |p| p.clone())
+        );
+    }
+    for problem in problems {
+        warn!("{problem}");
+    }
+    // Pods that start (or restart a container) during the capture.
+    let (tx, rx) = unbounded_channel();
+    let mut changes = Box::pin(api::watch(client, selection.clone()));
+    tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            if tx.send(change).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((book, cgroups, rx))
 }
 
 impl Session {
@@ -400,7 +415,9 @@ impl Session {
         };
         let mut notes = Vec::new();
         let first_new = self.cgroups.len();
+        let mut changed = false;
         while let Ok(change) = changes.try_recv() {
+            changed = true;
             match change {
                 PodChange::Seen(pod) => {
                     let (targets, problems) = pods.add(&pod);
@@ -428,6 +445,9 @@ impl Session {
                 }
             }
         }
+        if !changed {
+            return;
+        }
         self.register_containers(first_new);
         for (key, note) in notes {
             match key {
@@ -435,6 +455,11 @@ impl Session {
                 None => info!("{note}"),
             }
         }
+        self.note_pods();
+    }
+
+    /// Puts the pods seen into the metadata of the segments to come.
+    fn note_pods(&mut self) {
         if let Some(pods) = &self.pods {
             self.info.pods = serde_json::to_value(pods.records()).unwrap_or_default();
         }

@@ -147,7 +147,7 @@ impl Pods {
 }
 
 fn describe(paths: &[PathBuf]) -> String {
-    let names: Vec<String> = paths.iter().map(|p: &PathBuf| Path::display(p).to_string()).collect();
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if names.is_empty() {
         "any mounted cgroup hierarchy (none found)".into()
     } else {
