@@ -9,12 +9,15 @@ set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian packages: the LLVM that bpf-linker links against, and the real peers
-# the tests and benchmarks talk to.
+# Debian packages: the LLVM that bpf-linker links against, the real peers the
+# tests and benchmarks talk to, and what builds the Go peers offline
+# (scripts/peers/grpc/build-go-all.sh: Go 1.19, grpc-go, protoc).
 packages=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config
   curl wrk nginx-light python3 python3-venv bpftool
   prometheus prometheus-pushgateway
+  golang-1.19-go golang-google-grpc-dev golang-golang-x-net-dev
+  golang-goprotobuf-dev golang-google-protobuf-dev protobuf-compiler
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,14 +7,20 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use formats::wire::{FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED};
+
 use crate::{
     exchange::{self, ConnInfo, Exchange},
     input::{self, Capture, InputError},
     protocol::{
         detect::{self, Verdict},
         http1::{self, Http1Conn},
-        http2::{self, Http2Conn},
-        Dir, Role,
+        http2::{
+            self,
+            uprobe::{self, GoHeaders, Held},
+            Http2Conn,
+        },
+        Dir, Header, Role,
     },
     reassembly::{Chunk, Piece, Reassembler},
     rows,
@@ -40,6 +46,11 @@ pub struct Row<'a> {
     pub pod_uid: Option<&'a str>,
     pub container: Option<&'a str>,
     pub node: Option<&'a str>,
+    /// The capture's `flags` column (`FLAG_*` of `formats::wire`).
+    pub flags: u32,
+    /// `h2_headers` rows: the stream and its header fields.
+    pub stream_id: Option<u32>,
+    pub headers: Option<&'a [Header]>,
 }
 
 /// A connection closed this long ago (capture time) without new data is
@@ -79,6 +90,8 @@ struct Conn {
     streams: [Reassembler; 2],
     proto: Proto,
     closed_at: Option<i64>,
+    /// Header blocks from the Go gRPC uprobes, and streams waiting for them.
+    go: Option<Box<GoHeaders>>,
 }
 
 /// What the engine knows about the capture beyond its rows.
@@ -175,6 +188,7 @@ impl<'s> Engine<'s> {
                 });
             }
             "data" => self.data(row),
+            "h2_headers" => self.h2_headers(row),
             "accept" | "connect" => {
                 let role = if row.kind == "accept" { Role::Server } else { Role::Client };
                 let conn = self.conn(row);
@@ -189,7 +203,11 @@ impl<'s> Engine<'s> {
             }
             _ => {}
         }
+        if let Some(id) = row.conn_id {
+            self.release(Some(id), row.ts);
+        }
         if self.rows.is_multiple_of(SWEEP_EVERY) {
+            self.release(None, row.ts);
             self.sweep(row.ts);
         }
     }
@@ -236,8 +254,62 @@ impl<'s> Engine<'s> {
                     gapped: [false; 2],
                 },
                 closed_at: None,
+                go: None,
             }
         })
+    }
+
+    /// A header block read by the Go gRPC uprobes.
+    fn h2_headers(&mut self, row: &Row<'_>) {
+        let (Some(dir), Some(stream_id)) = (row.direction, row.stream_id) else { return };
+        if row.conn_id.is_none() {
+            // grpc-go's connection did not lead to a socket podtap saw.
+            self.stats.uprobe.blocks += 1;
+            self.stats.uprobe.unmatched += 1;
+            return;
+        }
+        let block = uprobe::Block {
+            fields: row.headers.map(<[Header]>::to_vec).unwrap_or_default(),
+            end_stream: row.flags & FLAG_H2_END_STREAM != 0,
+            truncated: row.flags & FLAG_H2_FIELDS_TRUNCATED != 0,
+        };
+        let conn = self.conn(row);
+        let info = conn.info.clone();
+        let go = conn.go.get_or_insert_with(Box::default);
+        if let Some(held) = go.add(stream_id, dir, block) {
+            self.emit_held(held, &info);
+        }
+    }
+
+    /// Streams held for uprobe blocks whose time is up at `now`, on one
+    /// connection (or all when `id` is `None`).
+    fn release(&mut self, id: Option<u64>, now: i64) {
+        let mut out = Vec::new();
+        let mut take = |conn: &mut Conn| {
+            if let Some(go) = conn.go.as_mut() {
+                for held in go.release(Some(now)) {
+                    out.push((held, conn.info.clone()));
+                }
+            }
+        };
+        match id {
+            Some(id) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    take(conn);
+                }
+            }
+            None => self.conns.values_mut().for_each(take),
+        }
+        for (held, info) in out {
+            self.emit_held(held, &info);
+        }
+    }
+
+    fn emit_held(&mut self, held: Held, info: &Arc<ConnInfo>) {
+        let grpc = held.grpc || exchange::is_grpc(&held.stream);
+        let x = exchange::from_http2(*held.stream, info.clone(), held.role, grpc);
+        self.stats.add_exchange(&x);
+        (self.sink)(x);
     }
 
     fn data(&mut self, row: &Row<'_>) {
@@ -250,13 +322,14 @@ impl<'s> Engine<'s> {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         // Bytes after a close: another process still holds the socket.
         conn.closed_at = None;
-        let Conn { info, known_role, streams, proto, .. } = conn;
+        let Conn { info, known_role, streams, proto, go, .. } = conn;
         let mut ctx = Feed {
             info,
             known_role: *known_role,
             sink: &mut *self.sink,
             stats: &mut self.stats,
             keep_body,
+            go,
         };
         let chunk = Chunk { seq: row.seq, size: row.size, payload: row.payload, ts: row.ts };
         streams[dir as usize].push(chunk, &mut |piece| ctx.piece(proto, dir, piece));
@@ -278,13 +351,14 @@ impl<'s> Engine<'s> {
         let Some(mut conn) = self.conns.remove(&id) else { return };
         let closed = closed || conn.closed_at.is_some();
         let last_ts = conn.closed_at.unwrap_or(0);
-        let Conn { info, known_role, streams, proto, .. } = &mut conn;
+        let Conn { info, known_role, streams, proto, go, .. } = &mut conn;
         let mut ctx = Feed {
             info,
             known_role: *known_role,
             sink: &mut *self.sink,
             stats: &mut self.stats,
             keep_body: self.keep_body,
+            go,
         };
         for dir in [Dir::Ingress, Dir::Egress] {
             streams[dir as usize].flush(&mut |piece| ctx.piece(proto, dir, piece));
@@ -292,6 +366,12 @@ impl<'s> Engine<'s> {
         }
         ctx.classify(proto, true);
         ctx.finish(proto, last_ts, closed);
+        if let Some(mut go) = conn.go.take() {
+            for held in go.finish() {
+                self.emit_held(held, &conn.info);
+            }
+            self.stats.uprobe.add(&go.counts);
+        }
     }
 }
 
@@ -302,6 +382,9 @@ struct Feed<'a, 's> {
     sink: &'a mut (dyn FnMut(Exchange) + 's),
     stats: &'a mut Stats,
     keep_body: usize,
+    /// The connection's uprobe blocks, if it has any: its streams go
+    /// through them.
+    go: &'a mut Option<Box<GoHeaders>>,
 }
 
 impl Feed<'_, '_> {
@@ -453,7 +536,23 @@ impl Feed<'_, '_> {
                         h2.grpc = true;
                     }
                     let grpc = h2.grpc;
-                    self.emit(exchange::from_http2(*stream, self.info.clone(), role, grpc));
+                    match self.go.as_mut() {
+                        Some(go) => {
+                            if let Some(held) = go.stream(stream, role, grpc) {
+                                let grpc = held.grpc || exchange::is_grpc(&held.stream);
+                                let x = exchange::from_http2(
+                                    *held.stream,
+                                    self.info.clone(),
+                                    held.role,
+                                    grpc,
+                                );
+                                self.emit(x);
+                            }
+                        }
+                        None => {
+                            self.emit(exchange::from_http2(*stream, self.info.clone(), role, grpc))
+                        }
+                    }
                 }
                 http2::Event::Skipped { bytes, .. } => self.stats.skipped_bytes += bytes,
                 http2::Event::BadBlock { .. } => self.stats.bad_header_blocks += 1,

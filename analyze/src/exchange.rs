@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::protocol::{
     header, http1,
-    http2::{Side, Stream},
+    http2::{uprobe, Side, Stream},
     Header, Role,
 };
 
@@ -64,6 +64,9 @@ pub struct Exchange {
     pub request_weight: Option<u16>,
     /// The path with ids collapsed, for grouping (set by [`crate::route`]).
     pub route: Option<String>,
+    /// HTTP/2: where the headers came from: `wire`, `uprobe` (some from
+    /// the Go gRPC uprobes) or `both` (the uprobes confirmed the wire).
+    pub headers_source: Option<&'static str>,
 }
 
 /// Headers redacted unless `--redact-header` says otherwise (SPEC §9).
@@ -136,6 +139,7 @@ impl Exchange {
             grpc_timeout_ns: None,
             request_weight: None,
             route: None,
+            headers_source: None,
         }
     }
 }
@@ -267,7 +271,7 @@ pub fn is_grpc(stream: &Stream) -> bool {
 /// connection) is known to carry gRPC.
 pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -> Exchange {
     let req_dir = role.request_dir();
-    let Stream { id, sides: [a, b], reset, upgrade, abandoned } = stream;
+    let Stream { id, sides: [a, b], reset, upgrade, abandoned, headers_source } = stream;
     let (mut req, mut resp) = if req_dir as usize == 0 { (a, b) } else { (b, a) };
     let start = match &upgrade {
         Some(m) => m.start_ts,
@@ -275,6 +279,7 @@ pub fn from_http2(stream: Stream, conn: Arc<ConnInfo>, role: Role, grpc: bool) -
     };
     let mut x = Exchange::empty(HTTP2, conn, role, start);
     x.stream_id = Some(id);
+    x.headers_source = Some(headers_source.unwrap_or(uprobe::source::WIRE));
 
     if let Some(upgrade) = upgrade {
         x.authority = upgrade.head.header("host").map(str::to_string);

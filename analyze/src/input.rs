@@ -269,7 +269,9 @@ pub fn batches(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, InputError>>, InputError> {
     let builder = builder(path)?;
-    let names: Vec<&str> = required_columns().iter().map(|(n, _)| *n).collect();
+    let mut names: Vec<&str> = required_columns().iter().map(|(n, _)| *n).collect();
+    // Read where present: files of older captures lack them.
+    names.extend([schema::col::FLAGS, schema::col::STREAM_ID, schema::col::HEADERS]);
     let mask =
         parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
     let reader: ParquetRecordBatchReader = builder

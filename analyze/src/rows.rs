@@ -4,11 +4,14 @@
 use arrow_array::{
     cast::AsArray,
     types::{Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type},
-    Array, RecordBatch,
+    Array, ListArray, RecordBatch,
 };
-use formats::schema::{col, direction};
+use formats::schema::{col, direction, kind};
 
-use crate::{engine::Row, protocol::Dir};
+use crate::{
+    engine::Row,
+    protocol::{Dir, Header},
+};
 
 /// Calls `f` for every row of a capture batch, in order. Columns were
 /// checked by [`crate::input`]; a missing one yields no rows.
@@ -29,6 +32,11 @@ pub fn for_each(batch: &RecordBatch, mut f: impl FnMut(&Row<'_>)) {
             Some(direction::EGRESS) => Some(Dir::Egress),
             _ => None,
         };
+        // Only the rare header rows have their list turned into values.
+        let headers = match (kind, cols.headers) {
+            (kind::H2_HEADERS, Some(list)) if !list.is_null(i) => Some(headers_at(list, i)),
+            _ => None,
+        };
         let row = Row {
             ts: cols.ts.value(i),
             kind,
@@ -46,9 +54,30 @@ pub fn for_each(batch: &RecordBatch, mut f: impl FnMut(&Row<'_>)) {
             pod_uid: s(cols.pod_uid, i),
             container: s(cols.container, i),
             node: s(cols.node, i),
+            flags: cols.flags.map_or(0, |f| f.value(i)),
+            stream_id: cols.stream_id.and_then(|c| (!c.is_null(i)).then(|| c.value(i))),
+            headers: headers.as_deref(),
         };
         f(&row);
     }
+}
+
+/// The `(name, value)` pairs of row `i` of a `headers` column.
+fn headers_at(list: &ListArray, i: usize) -> Vec<Header> {
+    let item = list.value(i);
+    let Some(pairs) = item.as_struct_opt() else { return Vec::new() };
+    let (Some(names), Some(values)) = (
+        pairs.column_by_name("name").and_then(|c| c.as_string_opt::<i32>()),
+        pairs.column_by_name("value").and_then(|c| c.as_string_opt::<i32>()),
+    ) else {
+        return Vec::new();
+    };
+    (0..pairs.len())
+        .map(|j| Header {
+            name: names.value(j).to_string(),
+            value: (!values.is_null(j)).then(|| values.value(j).to_string()),
+        })
+        .collect()
 }
 
 struct Columns<'a> {
@@ -68,6 +97,10 @@ struct Columns<'a> {
     pod_uid: &'a arrow_array::StringArray,
     container: &'a arrow_array::StringArray,
     node: &'a arrow_array::StringArray,
+    /// Columns added after the first files were written: absent in those.
+    flags: Option<&'a arrow_array::PrimitiveArray<UInt32Type>>,
+    stream_id: Option<&'a arrow_array::PrimitiveArray<UInt32Type>>,
+    headers: Option<&'a ListArray>,
 }
 
 impl<'a> Columns<'a> {
@@ -90,6 +123,9 @@ impl<'a> Columns<'a> {
             pod_uid: c(col::POD_UID)?.as_string_opt()?,
             container: c(col::CONTAINER)?.as_string_opt()?,
             node: c(col::NODE)?.as_string_opt()?,
+            flags: c(col::FLAGS).and_then(|a| a.as_primitive_opt()),
+            stream_id: c(col::STREAM_ID).and_then(|a| a.as_primitive_opt()),
+            headers: c(col::HEADERS).and_then(|a| a.as_list_opt()),
         })
     }
 }

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use indicatif::BinaryBytes;
 
-use crate::exchange::Exchange;
+use crate::{exchange::Exchange, protocol::http2::uprobe};
 
 /// Events the kernel could not hand over, on one machine, in one second.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct Stats {
     pub bad_header_blocks: u64,
     /// Header fields that referred to HPACK state from before the capture.
     pub hpack_unknown_fields: u64,
+    /// Header blocks from the Go gRPC uprobes, and how they merged.
+    pub uprobe: uprobe::Counts,
     pub exchanges: u64,
     pub complete: u64,
     /// Exchanges by (protocol, status) — gRPC by grpc-status.
@@ -122,6 +124,7 @@ impl Stats {
         self.overlap_bytes += other.overlap_bytes;
         self.bad_header_blocks += other.bad_header_blocks;
         self.hpack_unknown_fields += other.hpack_unknown_fields;
+        self.uprobe.add(&other.uprobe);
         self.exchanges += other.exchanges;
         self.complete += other.complete;
         for (k, v) in other.by_status {
@@ -193,6 +196,21 @@ impl Stats {
                 s,
                 "  HPACK                  {} field(s) from before the capture, {} block(s) undecodable",
                 self.hpack_unknown_fields, self.bad_header_blocks
+            );
+        }
+        let u = &self.uprobe;
+        if u.blocks > 0 {
+            let _ = writeln!(
+                s,
+                "  gRPC uprobe headers    {} block(s): {} filled what the wire lacked, {} confirmed it, {} without a decoded stream",
+                u.blocks, u.filled, u.agreed, u.unmatched
+            );
+        }
+        if u.disagreed > 0 {
+            let _ = writeln!(
+                s,
+                "  header disagreements   {} block(s) differ between the wire and the uprobes (a podtap bug: please report it)",
+                u.disagreed
             );
         }
         if !self.issues.is_empty() {

@@ -36,7 +36,7 @@ pub enum Source {
 /// Ring buffer wakeup policy: wake the reader only once enough data waits, it
 /// polls on a timer otherwise. Saves a wakeup per event under load.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub fn wakeup_flags() -> u64 {
     let threshold = config!(wakeup_bytes) as u64;
     if threshold == 0 {
         return 0;
@@ -49,7 +49,7 @@ fn wakeup_flags() -> u64 {
 }
 
 #[inline(always)]
-fn fill_header(header: &mut EventHeader, kind: EventKind, conn: &Conn, fd: i32) {
+pub fn fill_header(header: &mut EventHeader, kind: EventKind, conn: &Conn, fd: i32) {
     let id = bpf_get_current_pid_tgid();
     header.kind = kind as u32;
     header.flags = 0;
@@ -108,6 +108,12 @@ pub fn fork(child_tgid: u32, parent_tgid: u32) {
     notice(EventKind::Fork, 0, child_tgid, parent_tgid as u64);
 }
 
+/// Emits an exec notice for the current process.
+#[inline(always)]
+pub fn exec(tgid: u32) {
+    notice(EventKind::Exec, 0, tgid, 0);
+}
+
 /// Emits the end of a connection.
 #[inline(always)]
 pub fn conn_end(conn_id: u64) {
@@ -141,7 +147,7 @@ fn notice(kind: EventKind, conn_id: u64, pid: u32, size: u64) {
                 remote_addr: [0; 16],
                 // Only a fork happens in the context it describes; a socket
                 // may be destroyed from any context.
-                comm: if kind == EventKind::Fork {
+                comm: if kind == EventKind::Fork || kind == EventKind::Exec {
                     bpf_get_current_comm().unwrap_or([0; 16])
                 } else {
                     [0; 16]

@@ -20,6 +20,7 @@
 
 mod conn;
 mod emit;
+mod golang;
 mod kernel;
 mod maps;
 mod targets;
@@ -309,6 +310,16 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if kernel::current_group_dead() {
         targets::remove((bpf_get_current_pid_tgid() >> 32) as u32);
+    }
+    0
+}
+
+/// sched:sched_process_exec: a target runs a new program, which may be a Go
+/// binary to instrument.
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    if is_target() {
+        emit::exec((bpf_get_current_pid_tgid() >> 32) as u32);
     }
     0
 }

@@ -82,6 +82,24 @@ pub struct Conn {
 
 const _: () = assert!(core::mem::size_of::<Conn>() == 80);
 
+impl Conn {
+    /// No connection: id 0 and no addresses.
+    pub const EMPTY: Self = Self {
+        conn_id: 0,
+        hint: [0; 2],
+        base: [0; 2],
+        base_set: 0,
+        by_connect: 0,
+        family: 0,
+        _pad: [0; 1],
+        local_port: 0,
+        remote_port: 0,
+        _pad2: [0; 2],
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+    };
+}
+
 /// A plain hash map, not an LRU one: evicting a live connection would restart
 /// its offsets silently, while a full table is counted (`conns_full`).
 /// Entries go when the socket is destroyed (`tcp_destroy_sock`).

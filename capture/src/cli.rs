@@ -76,6 +76,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub ring_buffer_size: u32,
 
+    /// Capture by syscalls only: attach no uprobes to target programs (the
+    /// Go gRPC header probes are otherwise attached to grpc-go binaries).
+    #[arg(long)]
+    pub no_uprobes: bool,
+
     /// No progress line and no summary; errors are still printed.
     #[arg(short, long)]
     pub quiet: bool,
@@ -106,6 +111,7 @@ pub struct Config {
     pub output: PathBuf,
     pub max_payload: u32,
     pub ring_buffer_size: u32,
+    pub uprobes: bool,
     pub quiet: bool,
 }
 
@@ -178,6 +184,7 @@ impl Args {
             output: self.output,
             max_payload: self.max_payload,
             ring_buffer_size: self.ring_buffer_size,
+            uprobes: !self.no_uprobes,
             quiet: self.quiet,
         })
     }
@@ -256,6 +263,8 @@ mod tests {
         assert_eq!(c.max_payload, 16384);
         assert_eq!(c.ring_buffer_size, 16 << 20);
         assert!(!c.quiet);
+        assert!(c.uprobes);
+        assert!(!parse(&["--pid", "1", "--no-uprobes"]).unwrap().uprobes);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Exit codes: 0 ok, 1 the capture failed, 2 bad usage (flags or targets).
 
 mod cli;
+mod golang;
+mod instrument;
 mod kernel;
 mod output;
 mod probes;

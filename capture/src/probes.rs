@@ -1,15 +1,20 @@
 //! Loading the eBPF object, configuring it, attaching its programs and giving
 //! typed access to its maps.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, path::Path};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        ProgramError, RawTracePoint, TracePoint, UProbe,
+    },
     Ebpf, EbpfLoader,
 };
-use formats::wire::{CaptureConfig, KernelError, KERNEL_ERROR_SLOTS, TARGET_EXPLICIT};
+use formats::wire::{
+    CaptureConfig, GoOffsets, KernelError, KERNEL_ERROR_SLOTS, MAX_GO_BINARIES, TARGET_EXPLICIT,
+};
 
 /// The kernel's counters of what was not (fully) recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +32,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ca
 /// (with the fork program) before targets are registered.
 const LIFECYCLE: &[(&str, &str, &[&str])] = &[
     ("sched_process_exit", "sched", &["sched_process_exit"]),
+    ("sched_process_exec", "sched", &["sched_process_exec"]),
     ("tcp_destroy_sock", "tcp", &["tcp_destroy_sock"]),
 ];
 
@@ -45,6 +51,11 @@ const SYSCALLS: &[(&str, &[&str])] = &[
     ("sys_enter_close", &["sys_enter_close"]),
 ];
 
+/// The Go header probes: server and client `operateHeaders`, and
+/// `loopyWriter.writeHeader`.
+const GO_PROGRAMS: [&str; 3] =
+    ["go_server_operate_headers", "go_client_operate_headers", "go_loopy_write_header"];
+
 /// The loaded programs and their maps.
 pub struct Probes {
     ebpf: Ebpf,
@@ -56,6 +67,19 @@ pub struct Probes {
     /// their answer per CPU until it changes.
     generation: Array<MapData, u64>,
     errors: PerCpuArray<MapData, u64>,
+    /// Per-binary offsets of the Go header probes, by attach cookie.
+    go_offsets: Array<MapData, GoOffsets>,
+    /// Slots of `go_offsets` in use.
+    go_binaries: u32,
+}
+
+/// Where grpc-go's header functions start in one binary (file offsets); a
+/// program that is only a client or only a server lacks the other side's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoFunctions {
+    pub server_operate_headers: Option<u64>,
+    pub client_operate_headers: Option<u64>,
+    pub loopy_write_header: Option<u64>,
 }
 
 /// Formats a load failure with the verifier's explanation, which is the only
@@ -89,6 +113,7 @@ impl Probes {
         let targets = HashMap::try_from(map("TARGET_PIDS")?)?;
         let cgroups = HashMap::try_from(map("TARGET_CGROUPS")?)?;
         let errors = PerCpuArray::try_from(map("ERRORS")?)?;
+        let go_offsets = Array::try_from(map("GO_OFFSETS")?)?;
         let mut generation = Array::try_from(map("TARGET_GEN")?)?;
         generation.set(0, 1, 0).context("failed to initialise the target generation")?;
         // Verify every program now, before anything is attached or written.
@@ -96,13 +121,24 @@ impl Probes {
             let loaded = match prog {
                 aya::programs::Program::TracePoint(p) => p.load(),
                 aya::programs::Program::RawTracePoint(p) => p.load(),
+                // The Go header probes take the verifier a quarter of a
+                // second each: they are loaded once a Go binary needs them.
                 _ => continue,
             };
             loaded
                 .map_err(describe)
                 .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
-        Ok(Self { ebpf, targets, cgroups, cgroup_ids: HashSet::new(), generation, errors })
+        Ok(Self {
+            ebpf,
+            targets,
+            cgroups,
+            cgroup_ids: HashSet::new(),
+            generation,
+            errors,
+            go_offsets,
+            go_binaries: 0,
+        })
     }
 
     fn tracepoint(&mut self, name: &str) -> Result<&mut TracePoint> {
@@ -163,6 +199,60 @@ impl Probes {
                 let prog: &mut TracePoint = prog.try_into()?;
                 prog.unload().with_context(|| format!("failed to detach {name}"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Attaches the Go header probes to the binary at `path` (one attach
+    /// serves every process running it; the programs skip non-targets).
+    pub fn attach_go(
+        &mut self,
+        path: &Path,
+        functions: &GoFunctions,
+        offsets: &GoOffsets,
+    ) -> Result<()> {
+        if self.go_binaries == 0 {
+            self.load_go()?;
+        }
+        let slot = self.go_binaries;
+        anyhow::ensure!(slot < MAX_GO_BINARIES, "more than {MAX_GO_BINARIES} Go binaries");
+        self.go_offsets.set(slot, *offsets, 0).context("failed to store the binary's offsets")?;
+        // The slot is used up even if an attach below fails: a probe attached
+        // already must keep reading these offsets.
+        self.go_binaries += 1;
+        let offsets = [
+            functions.server_operate_headers,
+            functions.client_operate_headers,
+            functions.loopy_write_header,
+        ];
+        for (name, offset) in GO_PROGRAMS.into_iter().zip(offsets) {
+            let Some(offset) = offset else { continue };
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+                .try_into()?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                cookie: Some(u64::from(slot)),
+            };
+            prog.attach(point, path, UProbeScope::AllProcesses)
+                .map_err(describe)
+                .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+        }
+        Ok(())
+    }
+
+    fn load_go(&mut self) -> Result<()> {
+        for name in GO_PROGRAMS {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+                .try_into()?;
+            prog.load()
+                .map_err(describe)
+                .with_context(|| format!("the kernel rejected eBPF program {name}"))?;
         }
         Ok(())
     }

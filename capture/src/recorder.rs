@@ -15,8 +15,8 @@ use std::{
 
 use formats::{
     schema::{direction, kind},
-    wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6},
-    Record,
+    wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6, FLAG_H2_NO_CONN},
+    H2Field, Record,
 };
 
 use crate::{
@@ -37,6 +37,8 @@ pub struct Stats {
     pub lost: u64,
     /// Records that failed to parse (a podtap bug if ever non-zero).
     pub malformed: u64,
+    /// `h2_headers` rows: header frames read from Go gRPC processes.
+    pub h2_headers: u64,
 }
 
 /// A process forked by a target.
@@ -63,6 +65,8 @@ pub struct Recorder {
     conns: HashMap<u64, ConnEntry>,
     next_conn: u64,
     forks: Vec<Fork>,
+    /// Target processes that ran a new program.
+    execs: Vec<u32>,
     stats: Stats,
     /// Kubernetes identities of target processes, by pid; `None` for a pid
     /// whose cgroup was looked up and is in no targeted container.
@@ -82,6 +86,13 @@ fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
     Some(SocketAddr::new(ip, port).to_string())
 }
 
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => direction::INGRESS,
+        Direction::Egress => direction::EGRESS,
+    }
+}
+
 fn comm(header: &EventHeader) -> std::borrow::Cow<'_, str> {
     let end = header.comm.iter().position(|&b| b == 0).unwrap_or(header.comm.len());
     String::from_utf8_lossy(&header.comm[..end])
@@ -95,6 +106,7 @@ impl Recorder {
             conns: HashMap::new(),
             next_conn: 0,
             forks: Vec::new(),
+            execs: Vec::new(),
             stats: Stats::default(),
             identities: HashMap::new(),
             containers: Vec::new(),
@@ -142,6 +154,11 @@ impl Recorder {
         std::mem::take(&mut self.forks)
     }
 
+    /// Processes that ran a new program since the last call.
+    pub fn take_execs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.execs)
+    }
+
     /// Records one ring buffer record.
     pub fn record(&mut self, bytes: &[u8]) {
         let rec = match Record::parse(bytes) {
@@ -160,6 +177,7 @@ impl Recorder {
             EventKind::Connect => kind::CONNECT,
             EventKind::Accept => kind::ACCEPT,
             EventKind::Close => kind::CLOSE,
+            EventKind::H2Headers => kind::H2_HEADERS,
             EventKind::Fork => {
                 // A child of a pod's process is in the pod.
                 if let Some(Some(identity)) = self.identities.get(&(h.size as u32)).cloned() {
@@ -172,14 +190,54 @@ impl Recorder {
                 });
                 return;
             }
+            EventKind::Exec => {
+                self.execs.push(h.pid);
+                return;
+            }
             EventKind::ConnEnd => {
                 // The socket is gone for good; a later one gets a new id.
                 self.conns.remove(&h.conn_id);
                 return;
             }
         };
-        let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
+        let fields: Vec<H2Field<'_>> = if rec.kind == EventKind::H2Headers {
+            match rec.h2_fields() {
+                Ok(fields) => fields,
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    if self.stats.malformed == 1 {
+                        tracing::error!("dropped a malformed header record: {e}");
+                    }
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
         self.look_up(h.pid);
+        if rec.kind == EventKind::H2Headers && h.flags & FLAG_H2_NO_CONN != 0 {
+            // grpc-go's connection did not lead to a TCP socket: the row is
+            // kept, without a connection.
+            self.rows.push(&Row {
+                ts_ns: self.clock.to_unix_ns(h.ts_ns),
+                kind: row_kind,
+                pid: Some(h.pid),
+                tid: Some(h.tid),
+                comm: Some(&comm(h)),
+                fd: (h.fd >= 0).then_some(h.fd),
+                direction: rec.direction.map(direction_name),
+                size: h.size,
+                identity: self.identities.get(&h.pid).and_then(Option::as_deref),
+                flags: h.flags,
+                stream_id: Some(h.seq as u32),
+                headers: Some(&fields),
+                ..Row::default()
+            });
+            self.stats.events += 1;
+            self.stats.h2_headers += 1;
+            return;
+        }
+        let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
         let next_conn = &mut self.next_conn;
         let stats = &mut self.stats;
         let conn = self.conns.entry(h.conn_id).or_insert_with(|| {
@@ -197,9 +255,10 @@ impl Recorder {
             conn.remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
             conn.raw = raw;
         }
+        let headers = rec.kind == EventKind::H2Headers;
         let (dir, seq, payload) = match rec.direction {
-            Some(Direction::Ingress) => (Some(direction::INGRESS), Some(h.seq), Some(rec.payload)),
-            Some(Direction::Egress) => (Some(direction::EGRESS), Some(h.seq), Some(rec.payload)),
+            Some(d) if headers => (Some(direction_name(d)), None, None),
+            Some(d) => (Some(direction_name(d)), Some(h.seq), Some(rec.payload)),
             None => (None, None, None),
         };
         self.rows.push(&Row {
@@ -219,8 +278,11 @@ impl Recorder {
             identity: self.identities.get(&h.pid).and_then(Option::as_deref),
             flags: h.flags,
             cpu: None,
+            stream_id: headers.then_some(h.seq as u32),
+            headers: headers.then_some(&fields[..]),
         });
         self.stats.events += 1;
+        self.stats.h2_headers += u64::from(headers);
         if rec.kind == EventKind::Data {
             self.stats.bytes_moved += h.size;
             self.stats.bytes_kept += rec.payload.len() as u64;

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::{
     cli::{segment_dir, Config},
+    instrument::Instrumenter,
     kernel::{clock::WallClock, offsets, preflight},
     output::{
         merge,
@@ -113,6 +114,11 @@ struct Session {
     /// The selected pods (`--ns`), and their changes from the API's watch.
     pods: Option<k8s::Pods>,
     pod_changes: Option<UnboundedReceiver<PodChange>>,
+    /// Uprobes on the programs targets run.
+    instrumenter: Instrumenter,
+    /// Set once recording began: programs found from then on are inspected
+    /// in the background.
+    recording: bool,
 }
 
 /// Runs a capture to completion.
@@ -165,6 +171,8 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         warned: HashSet::new(),
         pods,
         pod_changes,
+        instrumenter: Instrumenter::new(config.uprobes),
+        recording: false,
         config,
         probes,
         targets: TargetSet::default(),
@@ -245,6 +253,13 @@ impl Session {
                 self.add(pid, Via::Descendant, Some(parent));
             }
         }
+        // The programs running now are inspected before recording begins, so
+        // the headers of their first calls are read too.
+        for pid in self.targets.processes().iter().map(|p| p.pid).collect::<Vec<_>>() {
+            self.instrumenter.consider_now(pid, &mut self.probes);
+        }
+        self.info.binaries = self.instrumenter.notes();
+        self.recording = true;
         let events = self.probes.take_events()?;
         self.probes.attach_syscalls()?;
         info!(
@@ -284,6 +299,9 @@ impl Session {
             }
         }
         self.targets.add(Process { pid, comm: local::comm(pid), via, parent });
+        if self.recording {
+            self.instrumenter.consider(pid);
+        }
     }
 
     fn add(&mut self, pid: u32, via: Via, parent: Option<u32>) {
@@ -304,6 +322,13 @@ impl Session {
                 via: Via::Fork,
                 parent: Some(fork.parent),
             });
+        }
+        // A new program in a target process may be a Go binary.
+        for pid in self.recorder.take_execs() {
+            self.instrumenter.consider(pid);
+        }
+        if self.instrumenter.collect(&mut self.probes) {
+            self.info.binaries = self.instrumenter.notes();
         }
     }
 

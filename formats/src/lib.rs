@@ -15,4 +15,4 @@ pub mod schema;
 #[cfg(feature = "user")]
 mod user;
 #[cfg(feature = "user")]
-pub use user::{ParseError, Record};
+pub use user::{H2Field, ParseError, Record};

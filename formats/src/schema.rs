@@ -42,6 +42,10 @@ pub mod meta {
     pub const STATE: &str = "podtap.state";
     /// Sequence number of a segment within its capture.
     pub const SEGMENT: &str = "podtap.segment";
+    /// JSON list: the programs of target processes looked at for uprobes:
+    /// path, build id, Go and grpc-go versions, what was attached, the
+    /// struct offsets used and where they came from (DWARF or podtap's table).
+    pub const BINARIES: &str = "podtap.binaries";
 }
 
 /// Value of [`meta::FILE_KIND`] in capture files.
@@ -87,6 +91,10 @@ pub mod col {
     pub const NODE: &str = "node";
     pub const FLAGS: &str = "flags";
     pub const CPU: &str = "cpu";
+    /// `h2_headers` rows: the HTTP/2 stream id.
+    pub const STREAM_ID: &str = "stream_id";
+    /// `h2_headers` rows: the header fields, `(name, value)` in frame order.
+    pub const HEADERS: &str = "headers";
 }
 
 /// Type of the `kind` column: dictionary-encoded strings.
@@ -103,9 +111,16 @@ pub fn ts_type() -> DataType {
 ///
 /// Which columns are null depends on `kind`: `lost` rows carry only `ts`,
 /// `size` (events lost) and `cpu`; lifecycle rows have no `direction`, `seq`
-/// or `payload`. `size` is the number of bytes the syscall moved and
-/// `payload` the first `min(size, max-payload)` of them. A connection with
-/// no `connect`/`accept` row was already open when the capture started.
+/// or `payload`. In `data` rows `size` is the number of bytes the syscall
+/// moved and `payload` the first `min(size, max-payload)` of them. A
+/// connection with no `connect`/`accept` row was already open when the
+/// capture started.
+///
+/// `h2_headers` rows (from the Go gRPC uprobes) have `stream_id` and
+/// `headers` instead of `seq` and `payload`, and in `size` the number of
+/// fields of the frame: more than `headers` holds when
+/// `FLAG_H2_FIELDS_TRUNCATED` is set in `flags`. `FLAG_H2_END_STREAM` marks
+/// the frame that ends its stream.
 pub fn capture_schema() -> SchemaRef {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
@@ -130,6 +145,8 @@ pub fn capture_schema() -> SchemaRef {
         s(col::NODE),
         Field::new(col::FLAGS, DataType::UInt32, false),
         Field::new(col::CPU, DataType::UInt32, true),
+        Field::new(col::STREAM_ID, DataType::UInt32, true),
+        Field::new(col::HEADERS, headers_type(), true),
     ]))
 }
 
@@ -179,6 +196,10 @@ pub mod xcol {
     pub const ROUTE: &str = "route";
     /// HTTP/2: the stream weight of the request's HEADERS (1–256).
     pub const REQUEST_WEIGHT: &str = "request_weight";
+    /// HTTP/2: where the headers came from: `wire` (decoded from the
+    /// bytes), `uprobe` (some read from a Go gRPC process because the wire
+    /// could not give them) or `both` (the uprobes confirmed the wire).
+    pub const HEADERS_SOURCE: &str = "headers_source";
 }
 
 /// Values of the exchange `protocol` column.
@@ -249,6 +270,7 @@ pub fn exchange_schema() -> SchemaRef {
         s(xcol::HOST),
         s(xcol::ROUTE),
         Field::new(xcol::REQUEST_WEIGHT, DataType::UInt16, true),
+        s(xcol::HEADERS_SOURCE),
     ]))
 }
 

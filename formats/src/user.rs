@@ -2,7 +2,8 @@
 //! ring buffer records (never a transmute of kernel bytes into an enum).
 
 use crate::wire::{
-    CaptureConfig, Direction, EventHeader, EventKind, KernelOffsets, EVENT_HEADER_LEN,
+    CaptureConfig, Direction, EventHeader, EventKind, GoOffsets, H2FieldHeader, KernelOffsets,
+    EVENT_HEADER_LEN, H2_FIELD_HEADER_LEN,
 };
 
 // SAFETY: plain `#[repr(C)]` structs of integers with explicit padding; every
@@ -12,6 +13,8 @@ unsafe impl aya::Pod for EventHeader {}
 unsafe impl aya::Pod for KernelOffsets {}
 // SAFETY: as above.
 unsafe impl aya::Pod for CaptureConfig {}
+// SAFETY: as above.
+unsafe impl aya::Pod for GoOffsets {}
 
 /// A ring buffer record that was checked field by field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub enum ParseError {
     BadDirection { direction: u8 },
     /// The header promises more payload than the record holds.
     PayloadOverrun { captured: u32, available: usize },
+    /// A header field of an `H2Headers` record runs past the payload.
+    FieldOverrun { index: usize },
 }
 
 impl core::fmt::Display for ParseError {
@@ -44,6 +49,9 @@ impl core::fmt::Display for ParseError {
             Self::BadDirection { direction } => write!(f, "invalid direction {direction}"),
             Self::PayloadOverrun { captured, available } => {
                 write!(f, "header promises {captured} payload bytes, record holds {available}")
+            }
+            Self::FieldOverrun { index } => {
+                write!(f, "header field {index} runs past the end of the record")
             }
         }
     }
@@ -64,7 +72,7 @@ impl<'a> Record<'a> {
         let kind =
             EventKind::try_from(header.kind).map_err(|kind| ParseError::UnknownKind { kind })?;
         let direction = match kind {
-            EventKind::Data => Some(
+            EventKind::Data | EventKind::H2Headers => Some(
                 Direction::try_from(header.direction)
                     .map_err(|direction| ParseError::BadDirection { direction })?,
             ),
@@ -80,6 +88,42 @@ impl<'a> Record<'a> {
         }
         Ok(Self { kind, direction, header, payload: &rest[..captured] })
     }
+
+    /// The header fields of an `H2Headers` record, in frame order.
+    pub fn h2_fields(&self) -> Result<Vec<H2Field<'a>>, ParseError> {
+        let mut fields = Vec::new();
+        let mut rest = self.payload;
+        while !rest.is_empty() {
+            let index = fields.len();
+            if rest.len() < H2_FIELD_HEADER_LEN {
+                return Err(ParseError::FieldOverrun { index });
+            }
+            // SAFETY: the length was checked; any bit pattern is valid.
+            let head: H2FieldHeader =
+                unsafe { core::ptr::read_unaligned(rest.as_ptr().cast::<H2FieldHeader>()) };
+            let (name_len, value_len) = (head.name_len as usize, head.value_len as usize);
+            let body = &rest[H2_FIELD_HEADER_LEN..];
+            if body.len() < name_len + value_len {
+                return Err(ParseError::FieldOverrun { index });
+            }
+            fields.push(H2Field {
+                name: &body[..name_len],
+                value: &body[name_len..name_len + value_len],
+                flags: head.flags,
+            });
+            rest = &body[name_len + value_len..];
+        }
+        Ok(fields)
+    }
+}
+
+/// One header field of an `H2Headers` record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Field<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+    /// `H2_FIELD_*` bits.
+    pub flags: u8,
 }
 
 #[cfg(test)]
@@ -133,6 +177,47 @@ mod tests {
         let rec = Record::parse(&bytes).unwrap();
         assert_eq!(rec.kind, EventKind::Accept);
         assert_eq!(rec.direction, None);
+    }
+
+    fn field(name: &[u8], value: &[u8], flags: u8) -> Vec<u8> {
+        let mut out = (name.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[flags, 0, 0, 0]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn parses_the_fields_of_an_h2_headers_record() {
+        let mut payload = field(b":path", b"/helloworld.Greeter/SayHello", 0);
+        payload.extend(field(b"grpc-message", b"", crate::wire::H2_FIELD_SENSITIVE));
+        let bytes = record(7, 0, &payload);
+        let rec = Record::parse(&bytes).unwrap();
+        assert_eq!(rec.kind, EventKind::H2Headers);
+        assert_eq!(rec.direction, Some(Direction::Ingress));
+        let fields = rec.h2_fields().unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(
+            (fields[0].name, fields[0].value),
+            (&b":path"[..], &b"/helloworld.Greeter/SayHello"[..])
+        );
+        assert_eq!(fields[1].value, b"");
+        assert_eq!(fields[1].flags, crate::wire::H2_FIELD_SENSITIVE);
+
+        // A field that claims more bytes than the record holds.
+        let mut bad = field(b"a", b"b", 0);
+        bad[2] = 200;
+        let bytes = record(7, 1, &bad);
+        assert_eq!(
+            Record::parse(&bytes).unwrap().h2_fields(),
+            Err(ParseError::FieldOverrun { index: 0 })
+        );
+        let bytes = record(7, 1, &[1, 0, 0]);
+        assert_eq!(
+            Record::parse(&bytes).unwrap().h2_fields(),
+            Err(ParseError::FieldOverrun { index: 0 })
+        );
     }
 
     #[test]

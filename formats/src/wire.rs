@@ -42,6 +42,15 @@ pub enum EventKind {
     /// A tracked socket was destroyed (`tcp_destroy_sock`). Not written as a
     /// row: it lets the loader forget the connection.
     ConnEnd = 6,
+    /// HTTP/2 header fields read from a Go gRPC process by a uprobe (grpc-go's
+    /// `operateHeaders` for incoming frames, `loopyWriter.writeHeader` for
+    /// outgoing ones). `seq` is the stream id, `size` the number of fields in
+    /// the frame; the payload holds the captured fields, each an
+    /// [`H2FieldHeader`] followed by its name and value bytes.
+    H2Headers = 7,
+    /// A target process replaced its program (`execve`); `pid` is the process.
+    /// Not written as a row: the loader looks at the new binary.
+    Exec = 8,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -55,6 +64,8 @@ impl TryFrom<u32> for EventKind {
             4 => Ok(Self::Close),
             5 => Ok(Self::Fork),
             6 => Ok(Self::ConnEnd),
+            7 => Ok(Self::H2Headers),
+            8 => Ok(Self::Exec),
             other => Err(other),
         }
     }
@@ -94,6 +105,103 @@ pub const FLAG_SEQ_ESTIMATED: u32 = 1 << 2;
 /// `EventHeader::flags`: the target discarded the bytes it received
 /// (`MSG_TRUNC`); there is nothing to keep.
 pub const FLAG_PAYLOAD_DISCARDED: u32 = 1 << 3;
+
+/// `EventHeader::flags` of `H2Headers`: the frame ends its stream (END_STREAM).
+pub const FLAG_H2_END_STREAM: u32 = 1 << 4;
+/// `EventHeader::flags` of `H2Headers`: not every field was captured, or a name
+/// or value was cut (see [`H2FieldHeader::flags`]).
+pub const FLAG_H2_FIELDS_TRUNCATED: u32 = 1 << 5;
+/// `EventHeader::flags` of `H2Headers`: grpc-go itself dropped fields beyond its
+/// header list size limit (`MetaHeadersFrame.Truncated`).
+pub const FLAG_H2_LIST_TRUNCATED: u32 = 1 << 6;
+/// `EventHeader::flags` of `H2Headers`: the transport's file descriptor did not
+/// lead to a TCP socket of the process; `conn_id` is 0.
+pub const FLAG_H2_NO_CONN: u32 = 1 << 7;
+
+/// Header fields captured per `H2Headers` event; further ones are counted in
+/// `size` and flagged with [`FLAG_H2_FIELDS_TRUNCATED`].
+pub const MAX_H2_FIELDS: u32 = 24;
+/// Bytes of a header name kept.
+pub const MAX_H2_NAME: u32 = 128;
+/// Bytes of a header value kept.
+pub const MAX_H2_VALUE: u32 = 1024;
+
+/// `H2FieldHeader::flags`: the name was longer than [`MAX_H2_NAME`].
+pub const H2_FIELD_NAME_CUT: u8 = 1 << 0;
+/// `H2FieldHeader::flags`: the value was longer than [`MAX_H2_VALUE`].
+pub const H2_FIELD_VALUE_CUT: u8 = 1 << 1;
+/// `H2FieldHeader::flags`: grpc-go marked the field sensitive (never indexed).
+pub const H2_FIELD_SENSITIVE: u8 = 1 << 2;
+/// `H2FieldHeader::flags`: the name or value could not be read from memory.
+pub const H2_FIELD_FAULT: u8 = 1 << 3;
+
+/// Precedes each header field in the payload of an `H2Headers` event; the
+/// `name_len` name bytes and then the `value_len` value bytes follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct H2FieldHeader {
+    pub name_len: u16,
+    pub value_len: u16,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Size of [`H2FieldHeader`] on the wire.
+pub const H2_FIELD_HEADER_LEN: usize = 8;
+const _: () = assert!(core::mem::size_of::<H2FieldHeader>() == H2_FIELD_HEADER_LEN);
+// Every field of a full event fits in one payload.
+const _: () = assert!(
+    MAX_H2_FIELDS as usize * (H2_FIELD_HEADER_LEN + MAX_H2_NAME as usize + MAX_H2_VALUE as usize)
+        <= MAX_PAYLOAD_CAP as usize
+);
+
+/// Where grpc-go and the Go runtime keep what the header uprobes read, for one
+/// binary: byte offsets of struct fields, from the binary's DWARF or from
+/// podtap's table of known grpc-go versions. Arguments arrive in registers
+/// (Go's register ABI, Go >= 1.17 on amd64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// `transport.http2Server.conn` (a `net.Conn` interface).
+    pub server_conn: u32,
+    /// `transport.http2Client.conn` (a `net.Conn` interface).
+    pub client_conn: u32,
+    /// `transport.loopyWriter.framer` (`*framer`).
+    pub loopy_framer: u32,
+    /// `transport.framer.writer` (`*bufWriter`).
+    pub framer_writer: u32,
+    /// `transport.bufWriter.conn` (a `net.Conn` interface).
+    pub bufwriter_conn: u32,
+    /// `net.TCPConn` → `conn.fd` (`*netFD`): the embedded `conn`'s offset plus
+    /// `conn.fd`'s.
+    pub tcpconn_fd: u32,
+    /// `net.netFD` → `pfd.Sysfd` (`int`): `netFD.pfd` plus `poll.FD.Sysfd`.
+    pub netfd_sysfd: u32,
+    /// `http2.MetaHeadersFrame.HeadersFrame` (`*HeadersFrame`, embedded).
+    pub meta_headers: u32,
+    /// `http2.MetaHeadersFrame.Fields` (`[]hpack.HeaderField`).
+    pub meta_fields: u32,
+    /// `http2.MetaHeadersFrame.Truncated` (`bool`).
+    pub meta_truncated: u32,
+    /// `http2.HeadersFrame` → `FrameHeader.Flags` (`uint8`).
+    pub frame_flags: u32,
+    /// `http2.HeadersFrame` → `FrameHeader.StreamID` (`uint32`).
+    pub frame_stream_id: u32,
+    /// Size of `hpack.HeaderField`.
+    pub field_size: u32,
+    /// `hpack.HeaderField.Name` (`string`).
+    pub field_name: u32,
+    /// `hpack.HeaderField.Value` (`string`).
+    pub field_value: u32,
+    /// `hpack.HeaderField.Sensitive` (`bool`).
+    pub field_sensitive: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<GoOffsets>() == 16 * 4);
+
+/// Slots of the map of per-binary [`GoOffsets`]; the uprobes of a binary carry
+/// its slot as their attach cookie.
+pub const MAX_GO_BINARIES: u32 = 256;
 
 /// Address family values used in `EventHeader::family` (Linux `AF_*`).
 pub const AF_INET: u8 = 2;

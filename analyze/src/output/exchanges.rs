@@ -100,6 +100,7 @@ struct Columns {
     host: StringBuilder,
     route: StringBuilder,
     request_weight: UInt16Builder,
+    headers_source: StringBuilder,
     rows: usize,
 }
 
@@ -143,6 +144,7 @@ impl Columns {
             host: StringBuilder::new(),
             route: StringBuilder::new(),
             request_weight: UInt16Builder::new(),
+            headers_source: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -189,6 +191,7 @@ impl Columns {
         self.host.append_option(x.conn.host.as_deref());
         self.route.append_option(x.route.as_deref());
         self.request_weight.append_option(x.request_weight);
+        self.headers_source.append_option(x.headers_source);
         self.rows += 1;
     }
 
@@ -231,6 +234,7 @@ impl Columns {
             Arc::new(self.host.finish()),
             Arc::new(self.route.finish()),
             Arc::new(self.request_weight.finish()),
+            Arc::new(self.headers_source.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns).context("failed to assemble exchange rows")

@@ -22,6 +22,9 @@ pub struct CaptureInfo {
     pub targets_asked: serde_json::Value,
     /// The selected pods seen (`--ns`), with their containers; null without.
     pub pods: serde_json::Value,
+    /// The programs of target processes looked at for uprobes, and what was
+    /// attached to them.
+    pub binaries: serde_json::Value,
 }
 
 impl CaptureInfo {
@@ -38,6 +41,7 @@ impl CaptureInfo {
                 "duration_s": config.duration.map(|d| d.as_secs_f64()),
                 "max_payload": config.max_payload,
                 "ring_buffer_size": config.ring_buffer_size,
+                "uprobes": config.uprobes,
             }),
             targets_asked: json!({
                 "pids": config.targets.pids,
@@ -51,6 +55,7 @@ impl CaptureInfo {
                 })),
             }),
             pods: serde_json::Value::Null,
+            binaries: serde_json::Value::Array(Vec::new()),
         }
     }
 }
@@ -125,6 +130,7 @@ fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<Key
         kv(meta::LOST_EVENTS, totals.lost_events.to_string()),
         kv(meta::KERNEL_ERRORS, kernel_errors_json(&totals.kernel_errors).to_string()),
         kv(meta::MALFORMED_RECORDS, totals.malformed_records.to_string()),
+        kv(meta::BINARIES, info.binaries.to_string()),
     ]
 }
 

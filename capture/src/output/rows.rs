@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use arrow_array::{
     builder::{
-        BinaryBuilder, Int32Builder, StringBuilder, StringDictionaryBuilder,
-        TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+        BinaryBuilder, Int32Builder, ListBuilder, StringBuilder, StringDictionaryBuilder,
+        StructBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
     },
     types::Int32Type,
     ArrayRef, RecordBatch,
 };
-use arrow_schema::{ArrowError, SchemaRef};
-use formats::schema::capture_schema;
+use arrow_schema::{ArrowError, DataType, SchemaRef};
+use formats::{
+    schema::{capture_schema, headers_type},
+    H2Field,
+};
 
 /// Kubernetes identity of a process; all `None` for local targets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +47,40 @@ pub struct Row<'a> {
     pub identity: Option<&'a Identity>,
     pub flags: u32,
     pub cpu: Option<u32>,
+    pub stream_id: Option<u32>,
+    /// Header fields of an `h2_headers` row.
+    pub headers: Option<&'a [H2Field<'a>]>,
+}
+
+/// A builder for the `headers` column; bytes that are not UTF-8 are replaced.
+fn headers_builder() -> ListBuilder<StructBuilder> {
+    let DataType::List(item) = headers_type() else { unreachable!("headers are a list") };
+    let DataType::Struct(fields) = item.data_type().clone() else {
+        unreachable!("header items are structs")
+    };
+    let values = StructBuilder::new(
+        fields,
+        vec![Box::new(StringBuilder::new()), Box::new(StringBuilder::new())],
+    );
+    ListBuilder::new(values).with_field(item)
+}
+
+fn push_headers(b: &mut ListBuilder<StructBuilder>, headers: Option<&[H2Field<'_>]>) {
+    let Some(headers) = headers else {
+        b.append(false);
+        return;
+    };
+    let item = b.values();
+    for h in headers {
+        if let Some(name) = item.field_builder::<StringBuilder>(0) {
+            name.append_value(String::from_utf8_lossy(h.name));
+        }
+        if let Some(value) = item.field_builder::<StringBuilder>(1) {
+            value.append_value(String::from_utf8_lossy(h.value));
+        }
+        item.append(true);
+    }
+    b.append(true);
 }
 
 /// Buffered rows not yet written.
@@ -70,6 +107,8 @@ pub struct RowBuffer {
     node: StringBuilder,
     flags: UInt32Builder,
     cpu: UInt32Builder,
+    stream_id: UInt32Builder,
+    headers: ListBuilder<StructBuilder>,
     rows: usize,
     payload_bytes: usize,
 }
@@ -112,6 +151,8 @@ impl RowBuffer {
             node: strings(0),
             flags: UInt32Builder::with_capacity(rows),
             cpu: UInt32Builder::with_capacity(rows),
+            stream_id: UInt32Builder::new(),
+            headers: headers_builder(),
             rows: 0,
             payload_bytes: 0,
         }
@@ -150,6 +191,8 @@ impl RowBuffer {
         self.node.append_option(field(|i| &i.node));
         self.flags.append_value(row.flags);
         self.cpu.append_option(row.cpu);
+        self.stream_id.append_option(row.stream_id);
+        push_headers(&mut self.headers, row.headers);
         self.rows += 1;
         self.payload_bytes += row.payload.map_or(0, <[u8]>::len);
     }
@@ -185,6 +228,8 @@ impl RowBuffer {
             Arc::new(self.node.finish()),
             Arc::new(self.flags.finish()),
             Arc::new(self.cpu.finish()),
+            Arc::new(self.stream_id.finish()),
+            Arc::new(self.headers.finish()),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }

@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod hpack;
+pub mod uprobe;
 
 use std::collections::BTreeMap;
 
@@ -88,11 +89,21 @@ pub struct Stream {
     pub upgrade: Option<http1::parse::Message>,
     /// The stream ended because the connection or the capture did.
     pub abandoned: bool,
+    /// Where its headers came from, once merged with uprobe blocks
+    /// ([`uprobe::source`]); `None`: from the wire only.
+    pub headers_source: Option<&'static str>,
 }
 
 impl Stream {
     fn new(id: u32) -> Self {
-        Self { id, sides: Default::default(), reset: None, upgrade: None, abandoned: false }
+        Self {
+            id,
+            sides: Default::default(),
+            reset: None,
+            upgrade: None,
+            abandoned: false,
+            headers_source: None,
+        }
     }
 
     fn done(&self) -> bool {

@@ -1,0 +1,271 @@
+//! Entry uprobes on grpc-go's transport: the HTTP/2 header fields of every
+//! frame a Go gRPC program receives or sends, read from its memory.
+//!
+//! On a connection opened before the capture, the wire alone cannot tell the
+//! headers: HPACK refers to a dynamic table built from frames nobody saw. grpc-go
+//! has the decoded fields at hand, so they are read where it handles them:
+//!
+//! - `(*http2Server).operateHeaders(frame *http2.MetaHeadersFrame, ...)` and
+//!   `(*http2Client).operateHeaders(frame)`: every HEADERS frame received;
+//! - `(*loopyWriter).writeHeader(streamID uint32, endStream bool,
+//!   hf []hpack.HeaderField, onWrite func())`: every HEADERS frame sent.
+//!
+//! Only entry probes: a return probe rewrites the return address on the
+//! goroutine stack, which Go moves when it grows, and the program crashes.
+//! Arguments are in registers (Go's register ABI: RAX, RBX, RCX, RDI, RSI, …).
+//! Struct layouts differ between grpc-go versions, so every offset comes from
+//! [`GO_OFFSETS`], one slot per binary, the slot being the probe's attach
+//! cookie. The connection is found through the transport's `net.Conn` down to
+//! the socket's file descriptor, so the rows carry the same `conn_id` as the
+//! syscalls on that socket.
+
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_probe_read_user, bpf_probe_read_user_buf, generated},
+    macros::{map, uprobe},
+    maps::Array,
+    programs::ProbeContext,
+    EbpfContext,
+};
+use formats::wire::{
+    Direction, EventKind, GoOffsets, H2FieldHeader, KernelError, EVENT_HEADER_LEN,
+    FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED, FLAG_H2_LIST_TRUNCATED, FLAG_H2_NO_CONN,
+    H2_FIELD_FAULT, H2_FIELD_HEADER_LEN, H2_FIELD_NAME_CUT, H2_FIELD_SENSITIVE, H2_FIELD_VALUE_CUT,
+    MAX_GO_BINARIES, MAX_H2_FIELDS, MAX_H2_NAME, MAX_H2_VALUE, MAX_PAYLOAD_CAP,
+};
+
+use crate::{
+    conn, emit, kernel,
+    maps::{count_error, recording, Conn, EventBuf, EVENTS, SCRATCH},
+    targets::is_target,
+};
+
+/// Field offsets per instrumented binary, written by userspace before the
+/// binary's probes are attached.
+#[map]
+pub static GO_OFFSETS: Array<GoOffsets> = Array::with_max_entries(MAX_GO_BINARIES, 0);
+
+/// `END_STREAM` in an HTTP/2 frame's flags.
+const END_STREAM: u8 = 0x1;
+
+/// Go strings and slices start with a data pointer and a length.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GoSlice {
+    ptr: u64,
+    len: u64,
+}
+
+#[inline(always)]
+fn user<T>(addr: u64) -> Option<T> {
+    // SAFETY: a checked read of the target's memory.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+/// The offsets of the binary whose probe fired.
+#[inline(always)]
+fn offsets(ctx: &ProbeContext) -> Option<&'static GoOffsets> {
+    // SAFETY: the helper only reads the cookie of the running program.
+    let slot = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    GO_OFFSETS.get(slot)
+}
+
+/// The file descriptor behind a `net.Conn` whose data word is `conn`, taken
+/// as a `*net.TCPConn` (what grpc-go uses for plain TCP). Anything else yields
+/// a number that [`kernel::tcp_sock_of_fd`] does not accept.
+#[inline(always)]
+fn fd_of_conn(o: &GoOffsets, conn: u64) -> Option<i32> {
+    let netfd: u64 = user(conn + o.tcpconn_fd as u64)?;
+    let sysfd: i64 = user(netfd + o.netfd_sysfd as u64)?;
+    (0..=i32::MAX as i64).contains(&sysfd).then_some(sysfd as i32)
+}
+
+/// `(*http2Server).operateHeaders`: RAX the transport, RBX the frame.
+#[uprobe]
+pub fn go_server_operate_headers(ctx: ProbeContext) -> u32 {
+    operate_headers(&ctx, |o| o.server_conn);
+    0
+}
+
+/// `(*http2Client).operateHeaders`: RAX the transport, RBX the frame.
+#[uprobe]
+pub fn go_client_operate_headers(ctx: ProbeContext) -> u32 {
+    operate_headers(&ctx, |o| o.client_conn);
+    0
+}
+
+#[inline(always)]
+fn operate_headers(ctx: &ProbeContext, conn_field: impl Fn(&GoOffsets) -> u32) {
+    if !recording() || !is_target() {
+        return;
+    }
+    let Some(o) = offsets(ctx) else { return };
+    // SAFETY: the context of a uprobe is the user registers.
+    let (transport, frame) = unsafe { ((*ctx.regs).rax, (*ctx.regs).rbx) };
+    // The interface's second word is its data pointer.
+    let fd = user::<u64>(transport + conn_field(o) as u64 + 8).and_then(|c| fd_of_conn(o, c));
+    let Some(headers) = user::<u64>(frame + o.meta_headers as u64) else { return };
+    let frame_flags: u8 = user(headers + o.frame_flags as u64).unwrap_or(0);
+    let stream_id: u32 = user(headers + o.frame_stream_id as u64).unwrap_or(0);
+    let Some(fields) = user::<GoSlice>(frame + o.meta_fields as u64) else { return };
+    let mut flags = 0;
+    if frame_flags & END_STREAM != 0 {
+        flags |= FLAG_H2_END_STREAM;
+    }
+    if user::<u8>(frame + o.meta_truncated as u64).unwrap_or(0) != 0 {
+        flags |= FLAG_H2_LIST_TRUNCATED;
+    }
+    emit_headers(o, fd, Direction::Ingress, stream_id, fields, flags);
+}
+
+/// `(*loopyWriter).writeHeader`: RAX the writer, RBX the stream id, RCX
+/// end-of-stream, RDI/RSI the field slice's pointer and length.
+#[uprobe]
+pub fn go_loopy_write_header(ctx: ProbeContext) -> u32 {
+    if !recording() || !is_target() {
+        return 0;
+    }
+    let Some(o) = offsets(&ctx) else { return 0 };
+    // SAFETY: the context of a uprobe is the user registers.
+    let (loopy, stream_id, end_stream, ptr, len) = unsafe {
+        let r = &*ctx.regs;
+        (r.rax, r.rbx as u32, r.rcx as u8, r.rdi, r.rsi)
+    };
+    let fd = user::<u64>(loopy + o.loopy_framer as u64)
+        .and_then(|framer| user::<u64>(framer + o.framer_writer as u64))
+        .and_then(|writer| user::<u64>(writer + o.bufwriter_conn as u64 + 8))
+        .and_then(|c| fd_of_conn(o, c));
+    let flags = if end_stream != 0 { FLAG_H2_END_STREAM } else { 0 };
+    emit_headers(o, fd, Direction::Egress, stream_id, GoSlice { ptr, len }, flags);
+    0
+}
+
+/// Emits one `H2Headers` record: the connection of `fd`, and the fields of the
+/// `[]hpack.HeaderField` slice.
+#[inline(always)]
+fn emit_headers(
+    o: &GoOffsets,
+    fd: Option<i32>,
+    direction: Direction,
+    stream_id: u32,
+    fields: GoSlice,
+    mut flags: u32,
+) {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(buf) = SCRATCH.get_ptr_mut(cpu) else {
+        count_error(KernelError::RingFull);
+        return;
+    };
+    // SAFETY: the per-CPU scratch entry; programs do not nest on one CPU.
+    let buf: &mut EventBuf = unsafe { &mut *buf };
+
+    let sk = fd.and_then(kernel::tcp_sock_of_fd);
+    let found = sk.and_then(|sk| conn::get_or_insert(sk, None));
+    let none = Conn::EMPTY;
+    let conn = match found {
+        // SAFETY: a value of the connection map, only read.
+        Some(c) => unsafe { &*c },
+        None => {
+            flags |= FLAG_H2_NO_CONN;
+            &none
+        }
+    };
+    emit::fill_header(&mut buf.header, EventKind::H2Headers, conn, fd.unwrap_or(-1));
+    buf.header.seq = stream_id as u64;
+    buf.header.size = fields.len;
+    buf.header.direction = direction as u8;
+
+    let captured = &raw mut buf.header.captured;
+    // SAFETY: a field of the scratch entry.
+    unsafe { core::ptr::write_volatile(captured, 0) };
+    if fields.len > MAX_H2_FIELDS as u64 {
+        flags |= FLAG_H2_FIELDS_TRUNCATED;
+    }
+    let field_size = o.field_size as u64;
+    for i in 0..MAX_H2_FIELDS {
+        if i as u64 >= fields.len {
+            break;
+        }
+        let base = fields.ptr + i as u64 * field_size;
+        let name = user::<GoSlice>(base + o.field_name as u64);
+        let value = user::<GoSlice>(base + o.field_value as u64);
+        let sensitive = user::<u8>(base + o.field_sensitive as u64).unwrap_or(0);
+        let (Some(name), Some(value)) = (name, value) else {
+            flags |= FLAG_H2_FIELDS_TRUNCATED;
+            break;
+        };
+        // Re-read from memory: the verifier then treats every iteration alike
+        // instead of following each combination of earlier lengths.
+        // SAFETY: as above.
+        let off = unsafe { core::ptr::read_volatile(captured) };
+        let mut field = H2FieldHeader::default();
+        let name_len = if name.len > MAX_H2_NAME as u64 {
+            field.flags |= H2_FIELD_NAME_CUT;
+            MAX_H2_NAME
+        } else {
+            name.len as u32
+        };
+        let value_len = if value.len > MAX_H2_VALUE as u64 {
+            field.flags |= H2_FIELD_VALUE_CUT;
+            MAX_H2_VALUE
+        } else {
+            value.len as u32
+        };
+        if sensitive != 0 {
+            field.flags |= H2_FIELD_SENSITIVE;
+        }
+        // Offsets stay far below the cap (see the assertion in `formats`);
+        // the masks only let the verifier prove that every write stays inside
+        // the payload area, which is twice the cap.
+        // A part that cannot be read is kept empty and flagged.
+        let name_at = (off + H2_FIELD_HEADER_LEN as u32) & (MAX_PAYLOAD_CAP - 1);
+        let mut name_len = name_len;
+        if !copy_user(buf, name_at, name.ptr, name_len) {
+            field.flags |= H2_FIELD_FAULT;
+            name_len = 0;
+        }
+        let value_at = (name_at + name_len) & (MAX_PAYLOAD_CAP - 1);
+        let mut value_len = value_len;
+        if !copy_user(buf, value_at, value.ptr, value_len) {
+            field.flags |= H2_FIELD_FAULT;
+            value_len = 0;
+        }
+        if field.flags & (H2_FIELD_NAME_CUT | H2_FIELD_VALUE_CUT | H2_FIELD_FAULT) != 0 {
+            flags |= FLAG_H2_FIELDS_TRUNCATED;
+        }
+        field.name_len = name_len as u16;
+        field.value_len = value_len as u16;
+        let at = (off & (MAX_PAYLOAD_CAP - 1)) as usize;
+        // SAFETY: `at` < cap and the header is 8 bytes of a 2 * cap area.
+        unsafe {
+            core::ptr::write_unaligned(
+                buf.payload.as_mut_ptr().add(at).cast::<H2FieldHeader>(),
+                field,
+            )
+        };
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(captured, value_at + value_len) };
+    }
+    buf.header.flags = flags;
+    // SAFETY: as above.
+    let captured = unsafe { core::ptr::read_volatile(captured) } & (MAX_PAYLOAD_CAP - 1);
+    let len = EVENT_HEADER_LEN + captured as usize;
+    // SAFETY: `len` is at most the size of `EventBuf`.
+    let bytes = unsafe { core::slice::from_raw_parts((buf as *const EventBuf).cast::<u8>(), len) };
+    if EVENTS.output::<[u8]>(bytes, emit::wakeup_flags()).is_err() {
+        count_error(KernelError::RingFull);
+    }
+}
+
+/// Copies `len` bytes of user memory at `src` into the payload at `at`;
+/// false if they could not be read.
+#[inline(always)]
+fn copy_user(buf: &mut EventBuf, at: u32, src: u64, len: u32) -> bool {
+    let at = (at & (MAX_PAYLOAD_CAP - 1)) as usize;
+    let len = (len & (MAX_H2_VALUE * 2 - 1)) as usize;
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: at < cap and len < 2 * MAX_H2_VALUE, inside the 2 * cap area.
+    let dst = unsafe { buf.payload.get_unchecked_mut(at..at + len) };
+    unsafe { bpf_probe_read_user_buf(src as *const u8, dst) }.is_ok()
+}

@@ -1,0 +1,213 @@
+//! Which programs of target processes get uprobes: every binary a target runs
+//! is looked at once (by device and inode, so many pods of one image cost one
+//! look and one attach), and grpc-go binaries get the header probes.
+//!
+//! The programs found when the capture starts are inspected before recording
+//! begins, so their headers are read from the first call on. Programs found
+//! later (new pods, forks that exec) are inspected on a worker thread: reading
+//! DWARF from a large binary takes a while, and the ring buffer must keep
+//! being drained meanwhile.
+
+use std::{
+    collections::HashSet,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::mpsc::{channel, Receiver, Sender},
+};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::{
+    golang::{self, Inspection},
+    probes::{GoFunctions, Probes},
+    targets::local,
+};
+
+/// What was done with one binary, for the file metadata.
+#[derive(Clone, Debug, Serialize)]
+pub struct BinaryNote {
+    /// The program's path as the process sees it.
+    pub path: String,
+    /// The first target process seen running it.
+    pub pid: u32,
+    pub comm: String,
+    /// `grpc_headers` (probes attached), `not_go`, `no_grpc`, `unsupported`
+    /// or `failed` (inspected, but the attach failed).
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Build id, Go and grpc-go versions, function and field offsets and
+    /// where they came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub go: Option<serde_json::Value>,
+}
+
+/// A binary to look at: its identity and a path that leads to it.
+struct Candidate {
+    key: (u64, u64),
+    pid: u32,
+    comm: String,
+    path: String,
+}
+
+struct Inspected {
+    candidate: Candidate,
+    result: Result<Inspection, golang::InspectError>,
+}
+
+/// Looks at the binaries of target processes and attaches what fits.
+pub struct Instrumenter {
+    enabled: bool,
+    /// Binaries looked at or being looked at.
+    seen: HashSet<(u64, u64)>,
+    notes: Vec<BinaryNote>,
+    done_tx: Sender<Inspected>,
+    done_rx: Receiver<Inspected>,
+}
+
+impl Instrumenter {
+    pub fn new(enabled: bool) -> Self {
+        let (done_tx, done_rx) = channel();
+        Self { enabled, seen: HashSet::new(), notes: Vec::new(), done_tx, done_rx }
+    }
+
+    /// What was found so far, for the metadata.
+    pub fn notes(&self) -> serde_json::Value {
+        serde_json::to_value(&self.notes).unwrap_or_default()
+    }
+
+    /// The binary `pid` runs, unless it was looked at already. A process that
+    /// is gone, or a kernel thread, has none.
+    fn candidate(&mut self, pid: u32) -> Option<Candidate> {
+        if !self.enabled {
+            return None;
+        }
+        let exe = format!("/proc/{pid}/exe");
+        let meta = std::fs::metadata(&exe).ok()?;
+        let key = (meta.dev(), meta.ino());
+        if !self.seen.insert(key) {
+            return None;
+        }
+        let path = std::fs::read_link(&exe)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| exe.clone());
+        Some(Candidate { key, pid, comm: local::comm(pid), path })
+    }
+
+    /// Inspects the binary of `pid` now and attaches to it; for the targets
+    /// found at start.
+    pub fn consider_now(&mut self, pid: u32, probes: &mut Probes) {
+        if let Some(candidate) = self.candidate(pid) {
+            let result = golang::inspect(&exe_of(candidate.pid));
+            self.settle(Inspected { candidate, result }, probes);
+        }
+    }
+
+    /// Inspects the binary of `pid` on a worker thread; [`Self::collect`]
+    /// attaches once it is done.
+    pub fn consider(&mut self, pid: u32) {
+        let Some(candidate) = self.candidate(pid) else { return };
+        let done = self.done_tx.clone();
+        let spawned = std::thread::Builder::new().name("inspect".into()).spawn(move || {
+            let result = golang::inspect(&exe_of(candidate.pid));
+            let _ = done.send(Inspected { candidate, result });
+        });
+        if let Err(e) = spawned {
+            warn!("cannot inspect a program: {e}; its traffic is captured by syscalls only");
+        }
+    }
+
+    /// Attaches to the binaries whose inspection finished; returns whether
+    /// the notes changed.
+    pub fn collect(&mut self, probes: &mut Probes) -> bool {
+        let mut changed = false;
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.settle(done, probes);
+            changed = true;
+        }
+        changed
+    }
+
+    fn settle(&mut self, done: Inspected, probes: &mut Probes) {
+        let Inspected { candidate: c, result } = done;
+        let who = format!("pid {} ({})", c.pid, c.comm);
+        let mut note = BinaryNote {
+            path: c.path.clone(),
+            pid: c.pid,
+            comm: c.comm.clone(),
+            outcome: "unsupported",
+            reason: None,
+            go: None,
+        };
+        match result {
+            Err(e) => {
+                // The process may have ended before its binary was read;
+                // another process running it will be looked at again.
+                if !std::path::Path::new(&format!("/proc/{}", c.pid)).exists() {
+                    self.seen.remove(&c.key);
+                    return;
+                }
+                warn!("{who}: cannot inspect {}: {e}; captured by syscalls only", c.path);
+                note.reason = Some(e.to_string());
+            }
+            Ok(Inspection::NotGo) => {
+                info!("{who}: not a Go program; HTTP/2 headers come from the wire only");
+                note.outcome = "not_go";
+            }
+            Ok(Inspection::NoGrpc { go_version }) => {
+                info!(
+                    "{who}: a Go program ({go_version}) without grpc-go; captured by syscalls only"
+                );
+                note.outcome = "no_grpc";
+                note.go = Some(serde_json::json!({ "go_version": go_version }));
+            }
+            Ok(Inspection::Unsupported { go_version, grpc_version, reason }) => {
+                warn!(
+                    "{who}: cannot read gRPC headers from {}: {reason}; captured by syscalls only",
+                    c.path
+                );
+                note.reason = Some(reason);
+                note.go = Some(serde_json::json!({
+                    "go_version": go_version,
+                    "grpc_version": grpc_version,
+                }));
+            }
+            Ok(Inspection::Instrumentable(binary)) => {
+                let f = &binary.functions;
+                let functions = GoFunctions {
+                    server_operate_headers: f.server_operate_headers,
+                    client_operate_headers: f.client_operate_headers,
+                    loopy_write_header: f.loopy_write_header,
+                };
+                note.go = Some(serde_json::to_value(binary.summary()).unwrap_or_default());
+                match probes.attach_go(&exe_of(c.pid), &functions, &binary.offsets) {
+                    Ok(()) => {
+                        info!(
+                            "{who}: reading gRPC headers from grpc-go {} ({}, offsets from {})",
+                            binary.grpc_version.as_deref().unwrap_or("of unknown version"),
+                            binary.go_version,
+                            binary.offsets_source,
+                        );
+                        note.outcome = "grpc_headers";
+                    }
+                    Err(_) if !std::path::Path::new(&format!("/proc/{}", c.pid)).exists() => {
+                        self.seen.remove(&c.key);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!("{who}: {e:#}; captured by syscalls only");
+                        note.outcome = "failed";
+                        note.reason = Some(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        self.notes.push(note);
+    }
+}
+
+/// A path to the program `pid` runs that works from any mount namespace.
+fn exe_of(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/exe"))
+}

@@ -1,0 +1,437 @@
+//! End to end, as root: the Go gRPC header uprobes on real grpc-go programs
+//! (Go 1.19, grpc-go 1.33.3 from Debian's packages, built by
+//! `scripts/peers/grpc/build-go-all.sh`), with and without symbols and DWARF.
+//!
+//! Each test opens a connection and uses it many times before the capture
+//! starts, so HPACK has indexed the request path, the response headers and
+//! `grpc-status: 0` where the capture cannot see. The calls made during the
+//! capture must all come out of `analyze` with the right path and status —
+//! and the same capture with its `h2_headers` rows removed (syscalls alone)
+//! must show the gap the uprobes close.
+
+mod common;
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::OnceLock,
+};
+
+use analyze::{
+    engine::{self, Context},
+    exchange::Exchange,
+    input,
+    stats::Stats,
+};
+use arrow_array::{cast::AsArray, types::Int32Type, BooleanArray};
+use common::{require_root, Capture};
+use parquet::{
+    arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ArrowWriter},
+    file::properties::WriterProperties,
+};
+
+const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
+const SAY_HELLO_STREAM: &str = "/helloworld.Greeter/SayHelloStream";
+const SAY_HELLO_ERROR: &str = "/helloworld.Greeter/SayHelloError";
+
+/// The Go peers, built once per test run.
+fn go_peers() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-peers");
+        let script = common::repo_root().join("scripts/peers/grpc/build-go-all.sh");
+        let status = Command::new(script)
+            .arg(&dir)
+            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
+            .status()
+            .expect("build-go-all.sh runs");
+        assert!(status.success(), "building the Go peers failed: {status}");
+        dir
+    })
+}
+
+/// A running Go peer, scripted over stdin and stdout.
+struct GoPeer {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stdin: ChildStdin,
+}
+
+impl GoPeer {
+    fn spawn(binary: &str, args: &[String]) -> GoPeer {
+        let mut child = Command::new(go_peers().join(binary))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} runs: {e}"));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdin = child.stdin.take().unwrap();
+        GoPeer { child, stdout, stdin }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "the Go peer exited");
+        line.trim_end().to_string()
+    }
+
+    /// A server listening on a free port; returns it and the port.
+    fn server(binary: &str) -> (GoPeer, u16) {
+        let mut peer = GoPeer::spawn(binary, &[]);
+        let line = peer.line();
+        let port = line.strip_prefix("port ").and_then(|p| p.parse().ok());
+        (peer, port.unwrap_or_else(|| panic!("bad line {line:?}")))
+    }
+
+    /// A client with one connection per port, each used `warmup` times.
+    fn client(binary: &str, ports: &[u16], warmup: u32) -> GoPeer {
+        let mut args: Vec<String> =
+            ports.iter().flat_map(|p| ["-addr".into(), format!("127.0.0.1:{p}")]).collect();
+        args.extend(["-warmup".into(), warmup.to_string()]);
+        let mut peer = GoPeer::spawn(binary, &args);
+        assert_eq!(peer.line(), "ready");
+        peer
+    }
+
+    /// Runs one scripted call; returns the client's answer.
+    fn call(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let answer = self.line();
+        assert!(answer.starts_with("ok "), "{command}: {answer}");
+        answer
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for GoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A call as the client made it: path, grpc-status and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Call {
+    path: &'static str,
+    grpc_status: i32,
+    message: Option<String>,
+}
+
+impl Call {
+    fn ok(path: &'static str) -> Call {
+        Call { path, grpc_status: 0, message: None }
+    }
+
+    fn not_found(name: &str) -> Call {
+        Call {
+            path: SAY_HELLO_ERROR,
+            grpc_status: 5,
+            message: Some(format!("no greeting for {name}: 100% gone")),
+        }
+    }
+}
+
+/// Makes `command` and checks the client's own account of it against `call`.
+fn make(client: &mut GoPeer, command: &str, call: &Call) {
+    let answer = client.call(command);
+    assert!(answer.contains(call.path), "{answer}");
+    assert!(answer.contains(&format!("code={}", call.grpc_status)), "{answer}");
+    if let Some(m) = &call.message {
+        assert!(answer.ends_with(&format!("message={m}")), "{answer}");
+    }
+}
+
+/// The exchanges of a capture, decoded in process by `analyze`.
+fn decode(path: &Path) -> (Vec<Exchange>, Stats) {
+    let captures = input::discover(&[path.display().to_string()]).expect("a capture");
+    let mut out = Vec::new();
+    let mut stats = Stats::default();
+    for capture in &captures {
+        let context = Context::of(capture, 0);
+        stats.merge(engine::decode(capture, context, &mut |x| out.push(x), &mut |_| {}).unwrap());
+    }
+    (out, stats)
+}
+
+/// A copy of a capture without its `h2_headers` rows: what the syscalls
+/// alone recorded.
+fn syscalls_only(src: &Path, dst: &Path) -> usize {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(src).unwrap()).unwrap();
+    let meta = builder.metadata().file_metadata().key_value_metadata().cloned();
+    let schema = builder.schema().clone();
+    let props = WriterProperties::builder().set_key_value_metadata(meta).build();
+    let mut writer = ArrowWriter::try_new(fs::File::create(dst).unwrap(), schema, Some(props))
+        .expect("a writer");
+    let mut removed = 0;
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let kinds = batch.column_by_name("kind").unwrap().as_dictionary::<Int32Type>();
+        let names = kinds.values().as_string::<i32>();
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some(names.value(kinds.keys().value(i) as usize) != "h2_headers"))
+            .collect();
+        removed += keep.iter().filter(|k| *k == Some(false)).count();
+        writer.write(&arrow_select::filter::filter_record_batch(&batch, &keep).unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+    removed
+}
+
+/// The capture's `podtap.binaries` metadata.
+fn binaries(path: &Path) -> Vec<serde_json::Value> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let value = kv.iter().find(|kv| kv.key == "podtap.binaries").and_then(|kv| kv.value.clone());
+    serde_json::from_str(&value.expect("podtap.binaries is recorded")).unwrap()
+}
+
+/// The gRPC exchanges of one target process, in stream order.
+fn grpc_of(exchanges: &[Exchange], pid: u32) -> Vec<&Exchange> {
+    let mut out: Vec<&Exchange> =
+        exchanges.iter().filter(|x| x.conn.pid == Some(pid) && x.protocol == "grpc").collect();
+    out.sort_by_key(|x| (x.conn.conn_id, x.stream_id));
+    out
+}
+
+fn assert_calls(got: &[&Exchange], calls: &[Call], what: &str) {
+    let seen: Vec<Call> = got
+        .iter()
+        .map(|x| Call {
+            path: [SAY_HELLO, SAY_HELLO_STREAM, SAY_HELLO_ERROR]
+                .into_iter()
+                .find(|p| x.path.as_deref() == Some(*p))
+                .unwrap_or("?"),
+            grpc_status: x.grpc_status.unwrap_or(-1),
+            message: x.grpc_message.clone(),
+        })
+        .collect();
+    assert_eq!(seen, calls, "{what}");
+    for x in got {
+        assert_eq!(x.status, Some(200), "{what}: {x:?}");
+        assert!(x.complete(), "{what}: incomplete: {:?}", x.issues);
+        assert_eq!(x.headers_source, Some("uprobe"), "{what}");
+    }
+}
+
+/// The same exchanges decoded from the syscalls alone: the HPACK state from
+/// before the capture hides what the warm-up indexed.
+fn assert_gap(got: &[&Exchange], stats: &Stats, calls: &[Call], what: &str) {
+    assert_eq!(got.len(), calls.len(), "{what}: the streams are decoded from the wire too");
+    assert!(stats.hpack_unknown_fields > 0, "{what}: no HPACK gap");
+    for (x, call) in got.iter().zip(calls) {
+        assert_eq!(x.headers_source, Some("wire"));
+        if call.path == SAY_HELLO {
+            // Indexed during the warm-up: unknown without the uprobes.
+            assert_eq!(x.path, None, "{what}: {x:?}");
+            assert_eq!(x.grpc_status, None, "{what}: {x:?}");
+            assert!(!x.complete(), "{what}");
+        }
+    }
+}
+
+fn binary_note<'a>(notes: &'a [serde_json::Value], binary: &str) -> &'a serde_json::Value {
+    notes
+        .iter()
+        .find(|n| n["path"].as_str().is_some_and(|p| p.ends_with(&format!("/{binary}"))))
+        .unwrap_or_else(|| panic!("no note for {binary} in {notes:?}"))
+}
+
+#[test]
+fn a_go_server_on_a_long_lived_connection_decodes_every_call() {
+    require_root();
+    for (server_binary, source, symbols) in
+        [("grpc-server", "dwarf", "symtab"), ("grpc-server-stripped", "table", "pclntab")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.parquet");
+        let (server, port) = GoPeer::server(server_binary);
+        let mut client = GoPeer::client("grpc-client", &[port], 50);
+
+        let pid = server.pid().to_string();
+        let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+        let calls = [
+            ("unary 0 ada", Call::ok(SAY_HELLO)),
+            ("stream 0 bo 3", Call::ok(SAY_HELLO_STREAM)),
+            ("fail 0 cy", Call::not_found("cy")),
+            ("unary 0 di", Call::ok(SAY_HELLO)),
+            ("fail 0 ed", Call::not_found("ed")),
+        ];
+        for (command, call) in &calls {
+            make(&mut client, command, call);
+        }
+        let finished = capture.stop();
+        assert!(finished.status.success(), "{}", finished.stderr);
+        assert!(
+            finished.stderr.contains("reading gRPC headers from grpc-go 1.33.3"),
+            "{}",
+            finished.stderr
+        );
+        let calls: Vec<Call> = calls.into_iter().map(|(_, c)| c).collect();
+
+        let (exchanges, stats) = decode(&out);
+        let what = format!("{server_binary}, with uprobes");
+        assert_calls(&grpc_of(&exchanges, server.pid()), &calls, &what);
+        assert_eq!(stats.uprobe.disagreed, 0, "{what}");
+        assert!(stats.uprobe.filled > 0, "{what}");
+
+        let plain = dir.path().join("syscalls.parquet");
+        assert!(syscalls_only(&out, &plain) >= 3 * calls.len(), "{server_binary}: too few rows");
+        let (exchanges, stats) = decode(&plain);
+        assert_gap(&grpc_of(&exchanges, server.pid()), &stats, &calls, server_binary);
+
+        let notes = binaries(&out);
+        let note = binary_note(&notes, server_binary);
+        assert_eq!(note["outcome"], "grpc_headers", "{note}");
+        assert_eq!(note["go"]["grpc_version"], "1.33.3", "{note}");
+        assert_eq!(note["go"]["offsets_source"], source, "{note}");
+        assert_eq!(note["go"]["symbols_source"], symbols, "{note}");
+        assert!(note["go"]["go_version"].as_str().unwrap().starts_with("go1.19"), "{note}");
+        assert!(note["go"]["build_id"].as_str().is_some_and(|b| !b.is_empty()), "{note}");
+    }
+}
+
+#[test]
+fn a_go_client_keeps_its_two_connections_apart() {
+    require_root();
+    let (_server, port) = GoPeer::server("grpc-server");
+    for client_binary in ["grpc-client", "grpc-client-stripped", "grpc-client-vendored"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.parquet");
+        // Two connections to the same server: their stream ids coincide.
+        let mut client = GoPeer::client(client_binary, &[port, port], 20);
+        let pid = client.pid().to_string();
+        let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+        let first = [("unary 0 ann", Call::ok(SAY_HELLO)), ("unary 0 cat", Call::ok(SAY_HELLO))];
+        let second = [
+            ("fail 1 ben", Call::not_found("ben")),
+            ("stream 1 dan 2", Call::ok(SAY_HELLO_STREAM)),
+        ];
+        for ((c1, call1), (c2, call2)) in first.iter().zip(&second) {
+            make(&mut client, c1, call1);
+            make(&mut client, c2, call2);
+        }
+        let finished = capture.stop();
+        assert!(finished.status.success(), "{}", finished.stderr);
+
+        let (exchanges, _) = decode(&out);
+        let got = grpc_of(&exchanges, client.pid());
+        let mut conns: Vec<u64> = got.iter().map(|x| x.conn.conn_id).collect();
+        conns.dedup();
+        assert_eq!(conns.len(), 2, "{client_binary}: {got:?}");
+        let on = |conn: u64| -> Vec<&Exchange> {
+            got.iter().copied().filter(|x| x.conn.conn_id == conn).collect()
+        };
+        // Either connection may have been numbered first.
+        let (a, b) = match on(conns[0]).first().and_then(|x| x.path.as_deref()) {
+            Some(SAY_HELLO) => (on(conns[0]), on(conns[1])),
+            _ => (on(conns[1]), on(conns[0])),
+        };
+        let what = format!("{client_binary}, client side");
+        assert_calls(&a, &first.map(|(_, c)| c), &what);
+        assert_calls(&b, &second.map(|(_, c)| c), &what);
+        assert!(a.iter().all(|x| x.role == analyze::protocol::Role::Client));
+
+        let notes = binaries(&out);
+        assert_eq!(binary_note(&notes, client_binary)["outcome"], "grpc_headers", "{notes:?}");
+        if client_binary.ends_with("vendored") {
+            let package = binary_note(&notes, client_binary)["go"]["grpc_package"].clone();
+            assert_eq!(package, "podtap/peers/grpcclient/vendor/google.golang.org/grpc");
+        }
+    }
+}
+
+#[test]
+fn programs_without_grpc_go_are_captured_by_syscalls_with_one_notice() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.parquet");
+    let (go_plain, go_port) = GoPeer::server("go-plain");
+    let (python, py_port) = common::Peer::server(&[]);
+    let (gp, pp) = (go_plain.pid().to_string(), python.pid().to_string());
+    let capture = Capture::start(&["--pid", &gp, "--pid", &pp, "-o", out.to_str().unwrap()]);
+    for port in [go_port, py_port] {
+        let status = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/hello")])
+            .status()
+            .unwrap();
+        assert!(status.success() || port == py_port, "curl to {port}: {status}");
+    }
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let lines = |text: &str| finished.stderr.lines().filter(|l| l.contains(text)).count();
+    assert_eq!(lines("a Go program (go1.19"), 1, "{}", finished.stderr);
+    assert_eq!(lines("without grpc-go"), 1, "{}", finished.stderr);
+    assert_eq!(lines("not a Go program"), 1, "{}", finished.stderr);
+
+    let (exchanges, stats) = decode(&out);
+    assert_eq!(stats.uprobe.blocks, 0);
+    let hello: Vec<&Exchange> =
+        exchanges.iter().filter(|x| x.conn.pid == Some(go_plain.pid())).collect();
+    assert_eq!(hello.len(), 1, "{exchanges:?}");
+    assert_eq!((hello[0].path.as_deref(), hello[0].status), (Some("/hello"), Some(200)));
+    assert!(exchanges.iter().any(|x| x.conn.pid == Some(python.pid())), "{exchanges:?}");
+
+    let notes = binaries(&out);
+    let outcomes: Vec<&str> = notes.iter().filter_map(|n| n["outcome"].as_str()).collect();
+    assert_eq!(outcomes.len(), 2, "{notes:?}");
+    assert!(outcomes.contains(&"no_grpc") && outcomes.contains(&"not_go"), "{notes:?}");
+}
+
+#[test]
+fn a_go_binary_podtap_cannot_instrument_is_named_once_and_captured_by_syscalls() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.parquet");
+    // Built in GOPATH mode and stripped: no DWARF, and no grpc-go version
+    // anywhere to look the offsets up by.
+    let (server, port) = GoPeer::server("grpc-server-gopath-stripped");
+    let mut client = GoPeer::client("grpc-client", &[port], 5);
+    let pid = server.pid().to_string();
+    let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+    make(&mut client, "unary 0 gil", &Call::ok(SAY_HELLO));
+    make(&mut client, "fail 0 hal", &Call::not_found("hal"));
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let warned: Vec<&str> =
+        finished.stderr.lines().filter(|l| l.contains("cannot read gRPC headers")).collect();
+    assert_eq!(warned.len(), 1, "{}", finished.stderr);
+    assert!(warned[0].contains("grpc-server-gopath-stripped"), "{}", warned[0]);
+    assert!(warned[0].contains("grpc-go version is unknown"), "{}", warned[0]);
+
+    let (exchanges, stats) = decode(&out);
+    assert_eq!(stats.uprobe.blocks, 0);
+    assert_eq!(grpc_of(&exchanges, server.pid()).len(), 2, "{exchanges:?}");
+    let notes = binaries(&out);
+    let note = binary_note(&notes, "grpc-server-gopath-stripped");
+    assert_eq!(note["outcome"], "unsupported", "{note}");
+    assert!(note["reason"].as_str().is_some_and(|r| r.contains("no DWARF")), "{note}");
+}
+
+#[test]
+fn no_uprobes_captures_by_syscalls_only() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.parquet");
+    let (server, port) = GoPeer::server("grpc-server");
+    let mut client = GoPeer::client("grpc-client", &[port], 5);
+    let pid = server.pid().to_string();
+    let capture = Capture::start(&["--pid", &pid, "--no-uprobes", "-o", out.to_str().unwrap()]);
+    make(&mut client, "unary 0 fay", &Call::ok(SAY_HELLO));
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(!finished.stderr.contains("gRPC headers"), "{}", finished.stderr);
+    let (exchanges, stats) = decode(&out);
+    assert_eq!(stats.uprobe.blocks, 0);
+    assert_eq!(grpc_of(&exchanges, server.pid()).len(), 1);
+    assert!(binaries(&out).is_empty());
+}
