@@ -107,9 +107,11 @@ fn server_offsets_from_dwarf_equal_the_table() {
     assert_eq!(b.go_version, toolchain_version());
     assert!(b.go_version.starts_with("go1.19."), "{}", b.go_version);
     assert_eq!(b.build_id.as_deref(), Some(go_build_id(&peer("grpc-server")).as_str()));
-    // A GOPATH build has no module list, and a server never dials, so the
-    // linker drops the grpc-go/ user agent: the version is unknown.
-    assert_eq!((b.grpc_version.as_deref(), b.grpc_version_source), (None, None));
+    // A module build lists grpc-go among its dependencies.
+    assert_eq!(
+        (b.grpc_version.as_deref(), b.grpc_version_source),
+        (Some("1.33.3"), Some(GrpcVersionSource::BuildInfo))
+    );
     assert_eq!(b.grpc_package, "google.golang.org/grpc");
     assert_eq!(b.symbols_source, SymbolSource::Symtab);
     assert_eq!(b.offsets_source, OffsetSource::Dwarf);
@@ -121,7 +123,8 @@ fn server_offsets_from_dwarf_equal_the_table() {
 
 #[test]
 fn client_version_from_the_user_agent() {
-    let b = instrumentable("grpc-client", &InspectOptions::default());
+    // A GOPATH build has no module list; a client keeps grpc-go's user agent.
+    let b = instrumentable("grpc-client-vendored", &InspectOptions::default());
     assert_eq!(b.go_version, toolchain_version());
     assert_eq!(b.grpc_version.as_deref(), Some("1.33.3"));
     assert_eq!(b.grpc_version_source, Some(GrpcVersionSource::UserAgent));
@@ -185,14 +188,14 @@ fn stripped_binaries_use_pclntab_and_the_table() {
     assert_eq!(stripped.symbols_source, SymbolSource::Pclntab);
     assert_eq!(stripped.offsets_source, OffsetSource::Table);
     assert_eq!(stripped.grpc_version.as_deref(), Some("1.33.3"));
-    assert_eq!(stripped.grpc_version_source, Some(GrpcVersionSource::UserAgent));
+    assert_eq!(stripped.grpc_version_source, Some(GrpcVersionSource::BuildInfo));
     assert_eq!(stripped.offsets, table_1_33());
     // -s -w leaves the code where it was.
     assert_eq!(stripped.functions, client.functions);
 
-    // The stripped server tells no grpc-go version: unsupported, unless the
-    // caller assumes one.
-    match inspect(&peer("grpc-server-stripped")).expect("inspects") {
+    // A stripped server built in GOPATH mode tells no grpc-go version:
+    // unsupported, unless the caller assumes one.
+    match inspect(&peer("grpc-server-gopath-stripped")).expect("inspects") {
         Inspection::Unsupported { go_version, grpc_version, reason } => {
             assert_eq!(go_version, Some(toolchain_version()));
             assert_eq!(grpc_version, None);
@@ -205,17 +208,16 @@ fn stripped_binaries_use_pclntab_and_the_table() {
     }
     let assume = InspectOptions { fallback_grpc_version: Some("v1.33.3".to_owned()) };
     let server = instrumentable("grpc-server", &assume);
-    let stripped = instrumentable("grpc-server-stripped", &assume);
+    let stripped = instrumentable("grpc-server-gopath-stripped", &assume);
     assert_eq!(stripped.symbols_source, SymbolSource::Pclntab);
     assert_eq!(stripped.offsets_source, OffsetSource::Table);
     assert_eq!(stripped.grpc_version_source, Some(GrpcVersionSource::Assumed));
-    assert_eq!(stripped.functions, server.functions);
     assert_eq!(stripped.offsets, server.offsets);
-    // DWARF wins over an assumed version.
-    assert_eq!(server.grpc_version_source, None);
+    // The binary's own word wins over an assumed version.
+    assert_eq!(server.grpc_version_source, Some(GrpcVersionSource::BuildInfo));
     // An assumed version not in the table: unsupported, saying so.
     let unknown = InspectOptions { fallback_grpc_version: Some("1.99.0".to_owned()) };
-    match inspect_with(&peer("grpc-server-stripped"), &unknown).expect("inspects") {
+    match inspect_with(&peer("grpc-server-gopath-stripped"), &unknown).expect("inspects") {
         Inspection::Unsupported { grpc_version, reason, .. } => {
             assert_eq!(grpc_version.as_deref(), Some("1.99.0"));
             assert!(reason.contains("grpc-go 1.99.0 is not in podtap's offset table"), "{reason}");
@@ -434,7 +436,7 @@ fn summary_serialises() {
     let json = serde_json::to_value(b.summary()).expect("serialises");
     assert_eq!(json["go_version"], b.go_version.as_str());
     assert_eq!(json["grpc_version"], "1.33.3");
-    assert_eq!(json["grpc_version_source"], "user_agent");
+    assert_eq!(json["grpc_version_source"], "build_info");
     assert_eq!(json["symbols_source"], "symtab");
     assert_eq!(json["offsets_source"], "dwarf");
     assert_eq!(json["offsets"]["client_conn"], 72);
