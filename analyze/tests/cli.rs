@@ -329,6 +329,12 @@ fn garbage_payloads_do_not_panic() {
         Arc::new(flags.finish()),
         Arc::new(cpu.finish()),
     ];
+    // The columns of header rows (`stream_id`, `headers`): all null here.
+    let rows = columns[0].len();
+    let mut columns = columns;
+    for field in schema.fields().iter().skip(columns.len()) {
+        columns.push(arrow_array::new_null_array(field.data_type(), rows));
+    }
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let kv = vec![
         KeyValue::new(meta::FILE_KIND.into(), "capture".to_string()),

@@ -264,7 +264,8 @@ mod tests {
         assert_eq!(c.ring_buffer_size, 16 << 20);
         assert!(!c.quiet);
         assert!(c.uprobes);
-        assert!(!parse(&["--pid", "1", "--no-uprobes"]).unwrap().uprobes);
+        let off = parse(&["--pid", "1", "--no-uprobes", "-o", "/tmp/run.parquet"]).unwrap();
+        assert!(!off.uprobes);
     }
 
     #[test]
