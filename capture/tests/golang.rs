@@ -422,6 +422,90 @@ fn a_go_binary_podtap_cannot_instrument_is_named_once_and_captured_by_syscalls()
 }
 
 #[test]
+fn one_binary_run_by_two_targets_is_attached_once_and_others_are_not_recorded() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.parquet");
+    let (a, port_a) = GoPeer::server("grpc-server");
+    let (b, port_b) = GoPeer::server("grpc-server");
+    // Runs the same program, but is no target.
+    let (other, port_other) = GoPeer::server("grpc-server");
+    let mut client = GoPeer::client("grpc-client", &[port_a, port_b, port_other], 10);
+    let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+    let capture = Capture::start(&["--pid", &pa, "--pid", &pb, "-o", out.to_str().unwrap()]);
+    for conn in 0..3 {
+        make(&mut client, &format!("unary {conn} ivy"), &Call::ok(SAY_HELLO));
+        make(&mut client, &format!("fail {conn} jo"), &Call::not_found("jo"));
+    }
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let attached = finished.stderr.matches("reading gRPC headers").count();
+    assert_eq!(attached, 1, "{}", finished.stderr);
+    assert_eq!(binaries(&out).len(), 1);
+
+    let (exchanges, stats) = decode(&out);
+    let calls = [Call::ok(SAY_HELLO), Call::not_found("jo")];
+    for server in [&a, &b] {
+        assert_calls(&grpc_of(&exchanges, server.pid()), &calls, "a shared binary");
+    }
+    assert!(grpc_of(&exchanges, other.pid()).is_empty());
+    // Two calls of 3 + 2 blocks on each target; none of the other's.
+    assert_eq!(stats.uprobe.blocks, 10);
+}
+
+#[test]
+fn a_target_that_execs_a_go_program_gets_the_probes_and_both_sources_agree() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.parquet");
+    // A shell that becomes the server once told to: the program is only
+    // known after the capture started.
+    let server = go_peers().join("grpc-server");
+    let mut shell = Command::new("sh")
+        .args(["-c", &format!("read line; exec {}", server.display())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = shell.id().to_string();
+    let mut capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+    writeln!(shell.stdin.as_mut().unwrap(), "go").unwrap();
+    capture.wait_for_line("reading gRPC headers from grpc-go 1.33.3");
+    let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+
+    // A connection opened during the capture: the wire decodes all of it,
+    // and the uprobes must say the same.
+    let mut client = GoPeer::client("grpc-client", &[port], 0);
+    let calls = [
+        ("unary 0 kim", Call::ok(SAY_HELLO)),
+        ("stream 0 lu 2", Call::ok(SAY_HELLO_STREAM)),
+        ("fail 0 mo", Call::not_found("mo")),
+    ];
+    for (command, call) in &calls {
+        make(&mut client, command, call);
+    }
+    let finished = capture.stop();
+    let _ = shell.kill();
+    let _ = shell.wait();
+    assert!(finished.status.success(), "{}", finished.stderr);
+
+    let (exchanges, stats) = decode(&out);
+    let got = grpc_of(&exchanges, shell.id());
+    assert_eq!(got.len(), calls.len(), "{exchanges:?}");
+    for (x, (_, call)) in got.iter().zip(&calls) {
+        assert_eq!(x.path.as_deref(), Some(call.path));
+        assert_eq!(x.grpc_status, Some(call.grpc_status));
+        assert_eq!(x.headers_source, Some("both"), "{x:?}");
+        assert!(x.complete(), "{:?}", x.issues);
+    }
+    assert_eq!(stats.uprobe.blocks, 8);
+    assert_eq!((stats.uprobe.agreed, stats.uprobe.disagreed, stats.uprobe.filled), (8, 0, 0));
+}
+
+#[test]
 fn no_uprobes_captures_by_syscalls_only() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
