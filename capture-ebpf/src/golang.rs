@@ -22,7 +22,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_probe_read_user, bpf_probe_read_user_buf, generated},
     macros::{map, uprobe},
-    maps::Array,
+    maps::{Array, PerCpuArray},
     programs::ProbeContext,
     EbpfContext,
 };
@@ -47,6 +47,22 @@ pub static GO_OFFSETS: Array<GoOffsets> = Array::with_max_entries(MAX_GO_BINARIE
 /// `END_STREAM` in an HTTP/2 frame's flags.
 const END_STREAM: u8 = 0x1;
 
+/// Largest `hpack.HeaderField` handled (40 bytes in every grpc-go so far).
+const MAX_FIELD_SIZE: u64 = 64;
+/// Room for the field array: the masks below keep every read of a string
+/// header (offset below `FIELDS_MASK + 1`, 16 bytes) inside it.
+const FIELDS_MASK: u64 = 2047;
+
+/// A copy of the frame's `[]hpack.HeaderField`, taken with one read instead
+/// of three per field: helper calls are most of a probe's cost.
+#[repr(C)]
+pub struct FieldsBuf {
+    bytes: [u8; 2 * (FIELDS_MASK as usize + 1)],
+}
+
+#[map]
+static GO_FIELDS: PerCpuArray<FieldsBuf> = PerCpuArray::with_max_entries(1, 0);
+
 /// Go strings and slices start with a data pointer and a length.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -61,12 +77,24 @@ fn user<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_user(addr as *const T) }.ok()
 }
 
-/// The offsets of the binary whose probe fired.
+/// `CF` and `ZF` in RFLAGS: `jbe` jumps when either is set.
+const CF_ZF: u64 = 1 | 1 << 6;
+
+/// The offsets of the binary whose probe fired, unless the probe sits on
+/// the function's stack-check branch and the branch is about to be taken:
+/// the stack grows, the function starts over and the probe fires again.
+///
+/// The attach cookie holds the binary's slot in its low half and, in bit 32,
+/// whether the probe is on that branch rather than the entry.
 #[inline(always)]
 fn offsets(ctx: &ProbeContext) -> Option<&'static GoOffsets> {
     // SAFETY: the helper only reads the cookie of the running program.
-    let slot = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    GO_OFFSETS.get(slot)
+    let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) };
+    // SAFETY: the context of a uprobe is the user registers.
+    if cookie >> 32 != 0 && unsafe { (*ctx.regs).eflags } & CF_ZF != 0 {
+        return None;
+    }
+    GO_OFFSETS.get(cookie as u32)
 }
 
 /// The file descriptor behind a `net.Conn` whose data word is `conn`, taken
@@ -181,17 +209,40 @@ fn emit_headers(
         flags |= FLAG_H2_FIELDS_TRUNCATED;
     }
     let field_size = o.field_size as u64;
+    let count = if fields.len > MAX_H2_FIELDS as u64 { MAX_H2_FIELDS as u64 } else { fields.len };
+    let array = GO_FIELDS.get_ptr_mut(0);
+    let copied = match array {
+        Some(array) if field_size <= MAX_FIELD_SIZE && count > 0 => {
+            let len = (count * field_size) as usize & FIELDS_MASK as usize;
+            // SAFETY: this CPU's entry; `len` is below its size.
+            let dst = unsafe { (*array).bytes.get_unchecked_mut(..len) };
+            unsafe { bpf_probe_read_user_buf(fields.ptr as *const u8, dst) }.is_ok()
+        }
+        _ => false,
+    };
+    let count = if copied {
+        count
+    } else {
+        if fields.len > 0 {
+            flags |= FLAG_H2_FIELDS_TRUNCATED;
+        }
+        0
+    };
     for i in 0..MAX_H2_FIELDS {
-        if i as u64 >= fields.len {
+        if i as u64 >= count {
             break;
         }
-        let base = fields.ptr + i as u64 * field_size;
-        let name = user::<GoSlice>(base + o.field_name as u64);
-        let value = user::<GoSlice>(base + o.field_value as u64);
-        let sensitive = user::<u8>(base + o.field_sensitive as u64).unwrap_or(0);
-        let (Some(name), Some(value)) = (name, value) else {
-            flags |= FLAG_H2_FIELDS_TRUNCATED;
-            break;
+        let Some(array) = array else { break };
+        let at = |offset: u32| ((i as u64 * field_size + offset as u64) & FIELDS_MASK) as usize;
+        // SAFETY: offsets are masked into the first half of the entry, and
+        // a string header (16 bytes) or a bool read there stays inside it.
+        let (name, value, sensitive) = unsafe {
+            let bytes = (*array).bytes.as_ptr();
+            (
+                core::ptr::read_unaligned(bytes.add(at(o.field_name)).cast::<GoSlice>()),
+                core::ptr::read_unaligned(bytes.add(at(o.field_value)).cast::<GoSlice>()),
+                *bytes.add(at(o.field_sensitive)),
+            )
         };
         // Re-read from memory: the verifier then treats every iteration alike
         // instead of following each combination of earlier lengths.

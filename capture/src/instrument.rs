@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::{
     golang::{self, Inspection},
-    probes::{GoFunctions, Probes},
+    probes::{GoFunctions, GoProbe, Probes},
     targets::local,
 };
 
@@ -174,11 +174,20 @@ impl Instrumenter {
                 }));
             }
             Ok(Inspection::Instrumentable(binary)) => {
-                let f = &binary.functions;
+                let (f, p) = (&binary.functions, &binary.probes);
+                let probe = |entry: Option<u64>, at: Option<u64>| {
+                    at.map(|offset| GoProbe { offset, at_branch: Some(offset) != entry })
+                };
                 let functions = GoFunctions {
-                    server_operate_headers: f.server_operate_headers,
-                    client_operate_headers: f.client_operate_headers,
-                    loopy_write_header: f.loopy_write_header,
+                    server_operate_headers: probe(
+                        f.server_operate_headers,
+                        p.server_operate_headers,
+                    ),
+                    client_operate_headers: probe(
+                        f.client_operate_headers,
+                        p.client_operate_headers,
+                    ),
+                    loopy_write_header: probe(f.loopy_write_header, p.loopy_write_header),
                 };
                 note.go = Some(serde_json::to_value(binary.summary()).unwrap_or_default());
                 match probes.attach_go(&exe_of(c.pid), &functions, &binary.offsets) {

@@ -73,13 +73,22 @@ pub struct Probes {
     go_binaries: u32,
 }
 
-/// Where grpc-go's header functions start in one binary (file offsets); a
-/// program that is only a client or only a server lacks the other side's.
+/// Where the probes of grpc-go's header functions go in one binary (file
+/// offsets); a program that is only a client or only a server lacks the
+/// other side's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoFunctions {
-    pub server_operate_headers: Option<u64>,
-    pub client_operate_headers: Option<u64>,
-    pub loopy_write_header: Option<u64>,
+    pub server_operate_headers: Option<GoProbe>,
+    pub client_operate_headers: Option<GoProbe>,
+    pub loopy_write_header: Option<GoProbe>,
+}
+
+/// One probe point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoProbe {
+    pub offset: u64,
+    /// The point is the function's stack-check branch, not its entry.
+    pub at_branch: bool,
 }
 
 /// Formats a load failure with the verifier's explanation, which is the only
@@ -225,8 +234,8 @@ impl Probes {
             functions.client_operate_headers,
             functions.loopy_write_header,
         ];
-        for (name, offset) in GO_PROGRAMS.into_iter().zip(offsets) {
-            let Some(offset) = offset else { continue };
+        for (name, probe) in GO_PROGRAMS.into_iter().zip(offsets) {
+            let Some(GoProbe { offset, at_branch }) = probe else { continue };
             let prog: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
@@ -234,7 +243,7 @@ impl Probes {
                 .try_into()?;
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: Some(u64::from(slot)),
+                cookie: Some(u64::from(slot) | u64::from(at_branch) << 32),
             };
             prog.attach(point, path, UProbeScope::AllProcesses)
                 .map_err(describe)

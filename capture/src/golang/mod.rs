@@ -105,6 +105,10 @@ pub struct GoBinary {
     pub grpc_package: String,
     /// File offsets of the probed functions.
     pub functions: Functions,
+    /// Where the probes go: each function's stack-check branch (see
+    /// [`stack_check_branch`]) where its prologue has the usual shape, else
+    /// its entry.
+    pub probes: Functions,
     /// Where [`GoBinary::functions`] came from.
     pub symbols_source: SymbolSource,
     /// Offsets of the struct fields the probes read. Only the fields the found
@@ -277,6 +281,8 @@ pub struct GoBinarySummary {
     pub grpc_package: String,
     /// [`GoBinary::functions`].
     pub functions: Functions,
+    /// [`GoBinary::probes`].
+    pub probes: Functions,
     /// [`GoBinary::symbols_source`].
     pub symbols_source: SymbolSource,
     /// [`GoBinary::offsets`], by field name.
@@ -363,6 +369,7 @@ impl GoBinary {
             grpc_version_source: self.grpc_version_source,
             grpc_package: self.grpc_package.clone(),
             functions: self.functions,
+            probes: self.probes,
             symbols_source: self.symbols_source,
             offsets: self.offsets.into(),
             offsets_source: self.offsets_source,
@@ -449,6 +456,7 @@ pub fn inspect_bytes(data: &[u8], options: &InspectOptions) -> Result<Inspection
         GrpcSearch::Found(copy, source) => (copy, source),
     };
     let mut functions = Functions::default();
+    let mut probes = Functions::default();
     for target in Target::ALL {
         if let Some(addr) = copy.address(target) {
             let section = match symbols_source {
@@ -462,6 +470,8 @@ pub fn inspect_bytes(data: &[u8], options: &InspectOptions) -> Result<Inspection
                 )
             })?;
             functions.set(target, offset);
+            let branch = elf.bytes_at(addr, PROLOGUE_LEN).and_then(stack_check_branch);
+            probes.set(target, offset + branch.unwrap_or(0) as u64);
         }
     }
     let grpc_package = copy.package();
@@ -512,10 +522,41 @@ pub fn inspect_bytes(data: &[u8], options: &InspectOptions) -> Result<Inspection
         grpc_version_source,
         grpc_package,
         functions,
+        probes,
         symbols_source,
         offsets,
         offsets_source,
     }))
+}
+
+/// Bytes of a function's start that hold its stack check.
+const PROLOGUE_LEN: u64 = 20;
+
+/// Where, in the first bytes of a Go function (amd64, register ABI), the
+/// conditional jump of its stack check is: after `[lea r12, [rsp-N];] cmp
+/// rsp|r12, 16(r14)`, the `jbe` to `morestack`.
+///
+/// A uprobe there sees the same argument registers as at the entry (the
+/// check touches only r12 and the flags), but costs less: the kernel
+/// emulates a conditional jump, where the first instruction of the function
+/// must be single-stepped out of line, a second trap. When the jump is
+/// taken the goroutine's stack grows and the function starts over, so the
+/// probe skips that hit (its flags say so) and counts the next one.
+pub fn stack_check_branch(code: &[u8]) -> Option<usize> {
+    let mut at = match code.get(..4)? {
+        [0x4c, 0x8d, 0x64, 0x24] => 5,
+        [0x4c, 0x8d, 0xa4, 0x24] => 8,
+        _ => 0,
+    };
+    // REX.W(+B, +R for r12) 3B /r: cmp reg, [r14 + 0x10].
+    match code.get(at..at + 4)? {
+        [0x49 | 0x4d, 0x3b, 0x66, 0x10] => at += 4,
+        _ => return None,
+    }
+    match code.get(at..at + 2)? {
+        [0x0f, 0x86] | [0x76, _] => Some(at),
+        _ => None,
+    }
 }
 
 /// The `needed` offsets from the DWARF, for the grpc-go copy with symbol

@@ -460,3 +460,33 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn probes_sit_on_the_stack_check_branch() {
+    for name in ["grpc-server", "grpc-server-stripped", "grpc-client-vendored"] {
+        let data = fs::read(peer(name)).expect("read");
+        let b = instrumentable(name, &InspectOptions::default());
+        for target in Target::ALL {
+            let (Some(entry), Some(probe)) = (b.functions.get(target), b.probes.get(target)) else {
+                continue;
+            };
+            // lea r12, [rsp-N] (5 or 8 bytes), cmp r12, 16(r14), then jbe.
+            assert!([9, 12].contains(&(probe - entry)), "{name} {target:?}: {}", probe - entry);
+            let at = usize::try_from(probe).expect("usize");
+            assert_eq!(&data[at..at + 2], &[0x0f, 0x86], "{name} {target:?}");
+        }
+    }
+}
+
+#[test]
+fn stack_check_shapes() {
+    // Small frame: cmp rsp, 16(r14); jbe rel8.
+    assert_eq!(stack_check_branch(&[0x49, 0x3b, 0x66, 0x10, 0x76, 0x20]), Some(4));
+    // lea r12, [rsp-0x40]; cmp r12, 16(r14); jbe rel32.
+    let lea8 = [0x4c, 0x8d, 0x64, 0x24, 0xc0, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 1, 0, 0, 0];
+    assert_eq!(stack_check_branch(&lea8), Some(9));
+    // No stack check (a NOSPLIT function), or cut short: the entry is used.
+    assert_eq!(stack_check_branch(&[0x48, 0x89, 0x44, 0x24, 0x08, 0xc3]), None);
+    assert_eq!(stack_check_branch(&[0x49, 0x3b, 0x66]), None);
+    assert_eq!(stack_check_branch(&[0x49, 0x3b, 0x66, 0x10, 0x72, 0x20]), None);
+}
