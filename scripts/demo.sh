@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The podtap demo: installs what is missing, builds, starts a small HTTP/1.1
-# service (scripts/peers/http1.py) with clients that keep it busy, captures its
-# traffic with eBPF for a few seconds, then analyzes the capture offline: RED on
-# stdout, an xlsx report, the exchanges as Parquet, and metrics pushed to a
-# Pushgateway that a Prometheus scrapes (both started here, from Debian's
-# packages), with the history remote-written at the capture's own time.
+# service (scripts/peers/http1.py) with clients that keep it busy, and a Go
+# gRPC service (grpc-go) whose client connected and made 50 calls before the
+# capture starts, captures both with eBPF for a few seconds (the gRPC headers
+# HPACK hides on that old connection are read by uprobes), then analyzes the
+# capture offline: RED on stdout, an xlsx report, the exchanges as Parquet,
+# and metrics pushed to a Pushgateway that a Prometheus scrapes (both started
+# here, from Debian's packages), with the history remote-written at the
+# capture's own time.
 #
 #   sudo scripts/demo.sh [SECONDS]
 #
@@ -19,11 +22,13 @@ fi
 scripts/setup.sh
 echo "demo: building podtap (release)" >&2
 cargo build --release -q -p capture -p analyze
+echo "demo: building the Go gRPC peers" >&2
+GOCACHE=${GOCACHE:-$PWD/target/go-cache} scripts/peers/grpc/build-go-all.sh target/go-peers
 
 out=target/demo
 mkdir -p "$out"
 rm -rf "$out/run.parquet" "$out/run.parquet.d" "$out/exchanges.parquet" "$out/report.xlsx" "$out/run.om" \
-  "$out/prometheus-data"
+  "$out/prometheus-data" "$out/grpc-commands" "$out/capture.log"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -39,7 +44,22 @@ echo "demo: service pid $server listening on 127.0.0.1:$port" >&2
 python3 scripts/peers/http1.py client --port "$port" --interval 0.5 --repeat 1000 "GET /" > /dev/null &
 pids+=($!)
 
-target/release/capture --pid "$server" --duration "${seconds}s" -o "$out/run.parquet" 2> >(tee "$out/capture.log" >&2) &
+# The gRPC service, and a client whose one connection is old news by the time
+# the capture starts: HPACK has indexed its paths and statuses already.
+target/go-peers/grpc-server > "$out/grpc-server.txt" &
+pids+=($!)
+grpc_server=$!
+until grep -q '^port ' "$out/grpc-server.txt" 2>/dev/null; do sleep 0.1; done
+grpc_port=$(awk '/^port / {print $2}' "$out/grpc-server.txt")
+mkfifo "$out/grpc-commands"
+target/go-peers/grpc-client -addr "127.0.0.1:$grpc_port" -warmup 50 < "$out/grpc-commands" > "$out/grpc-client.txt" &
+pids+=($!)
+exec 8> "$out/grpc-commands"
+until grep -q '^ready' "$out/grpc-client.txt" 2>/dev/null; do sleep 0.1; done
+echo "demo: gRPC service pid $grpc_server on 127.0.0.1:$grpc_port, its client connected and made 50 calls" >&2
+
+target/release/capture --pid "$server" --pid "$grpc_server" --duration "${seconds}s" -o "$out/run.parquet" \
+  2> >(tee "$out/capture.log" >&2) &
 capture=$!
 until grep -q capturing "$out/capture.log" 2>/dev/null; do sleep 0.1; done
 
@@ -50,7 +70,17 @@ for i in 1 2 3 4; do
     "GET /" "GET /bytes/20000" "POST /echo 3000" "GET /status/404" "GET /status/503" > /dev/null &
   pids+=($!)
 done
+# gRPC calls on the old connection: unary, server-streaming and failing.
+grpc_interval=$(python3 -c "print(${seconds} * 0.6 / 40)")
+for i in $(seq 1 40); do
+  echo "unary 0 demo$i"
+  echo "stream 0 demo$i 3"
+  if [ $((i % 4)) = 0 ]; then echo "fail 0 demo$i"; fi
+  sleep "$grpc_interval"
+done >&8 &
+pids+=($!)
 wait "$capture"
+exec 8>&-
 
 # A Pushgateway and a Prometheus scraping it with scripts/prometheus/prometheus.yml,
 # on their usual ports when those are free.
