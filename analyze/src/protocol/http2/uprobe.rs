@@ -15,13 +15,17 @@
 //! until their blocks have caught up with the wire's, or for [`HOLD_NS`] of
 //! capture time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::{Side, Stream};
 use crate::protocol::{header, Dir, Header, Role};
 
 /// How long (capture time) a decoded stream waits for its uprobe rows.
 pub const HOLD_NS: i64 = 1_000_000_000;
+/// Streams with blocks but no decoded stream kept per connection; beyond it
+/// the oldest are given up (and counted): a connection the wire cannot
+/// decode must not pile them up for its whole life.
+const MAX_WAITING_STREAMS: usize = 10_000;
 
 /// Where an exchange's headers came from (`headers_source`).
 pub mod source {
@@ -79,7 +83,7 @@ pub struct Held {
 #[derive(Default)]
 pub struct GoHeaders {
     /// Blocks by stream id, per direction, in arrival order.
-    blocks: HashMap<u32, [Vec<Block>; 2]>,
+    blocks: BTreeMap<u32, [Vec<Block>; 2]>,
     held: VecDeque<Held>,
     pub counts: Counts,
 }
@@ -90,6 +94,11 @@ impl GoHeaders {
     pub fn add(&mut self, stream_id: u32, dir: Dir, block: Block) -> Option<Held> {
         self.counts.blocks += 1;
         self.blocks.entry(stream_id).or_default()[dir as usize].push(block);
+        while self.blocks.len() > MAX_WAITING_STREAMS {
+            if let Some((_, old)) = self.blocks.pop_first() {
+                self.counts.unmatched += (old[0].len() + old[1].len()) as u64;
+            }
+        }
         let at = self.held.iter().position(|h| h.stream.id == stream_id)?;
         if !self.caught_up(&self.held[at].stream) {
             return None;
@@ -326,6 +335,18 @@ mod tests {
         go.add(9, Dir::Ingress, block(vec![h(":path", "/x")], false));
         assert!(go.finish().is_empty());
         assert_eq!(go.counts.unmatched, 1);
+    }
+
+    #[test]
+    fn blocks_without_a_decoded_stream_are_bounded() {
+        let mut go = GoHeaders::default();
+        for id in 0..(MAX_WAITING_STREAMS as u32 + 5) {
+            go.add(2 * id + 1, Dir::Ingress, block(vec![h(":path", "/x")], false));
+        }
+        assert_eq!(go.blocks.len(), MAX_WAITING_STREAMS);
+        assert_eq!(go.counts.unmatched, 5);
+        // The oldest went first.
+        assert!(!go.blocks.contains_key(&1));
     }
 
     #[test]
