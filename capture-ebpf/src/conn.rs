@@ -53,20 +53,7 @@ pub fn get_or_insert(sk: u64, first: Option<(usize, u32)>) -> Option<*mut Conn> 
 
 #[inline(always)]
 fn insert(sk: u64, by_connect: u32, first: Option<(usize, u32)>, flags: u64) -> Option<*mut Conn> {
-    let mut conn = Conn {
-        conn_id: next_conn_id(),
-        hint: [0; 2],
-        base: [0; 2],
-        base_set: 0,
-        by_connect,
-        family: 0,
-        _pad: [0; 1],
-        local_port: 0,
-        remote_port: 0,
-        _pad2: [0; 2],
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
-    };
+    let mut conn = Conn { conn_id: next_conn_id(), by_connect, ..Conn::EMPTY };
     kernel::read_addresses(sk, &mut conn);
     if let Some(seq) = kernel::write_seq(sk) {
         conn.base[1] = seq;

@@ -189,7 +189,7 @@ impl Instrumenter {
                     ),
                     loopy_write_header: probe(f.loopy_write_header, p.loopy_write_header),
                 };
-                note.go = Some(serde_json::to_value(binary.summary()).unwrap_or_default());
+                note.go = Some(serde_json::to_value(&binary).unwrap_or_default());
                 match probes.attach_go(&exe_of(c.pid), &functions, &binary.offsets) {
                     Ok(()) => {
                         info!(

@@ -215,47 +215,32 @@ impl Recorder {
             Vec::new()
         };
         self.look_up(h.pid);
-        if rec.kind == EventKind::H2Headers && h.flags & FLAG_H2_NO_CONN != 0 {
-            // grpc-go's connection did not lead to a TCP socket: the row is
-            // kept, without a connection.
-            self.rows.push(&Row {
-                ts_ns: self.clock.to_unix_ns(h.ts_ns),
-                kind: row_kind,
-                pid: Some(h.pid),
-                tid: Some(h.tid),
-                comm: Some(&comm(h)),
-                fd: (h.fd >= 0).then_some(h.fd),
-                direction: rec.direction.map(direction_name),
-                size: h.size,
-                identity: self.identities.get(&h.pid).and_then(Option::as_deref),
-                flags: h.flags,
-                stream_id: Some(h.seq as u32),
-                headers: Some(&fields),
-                ..Row::default()
-            });
-            self.stats.events += 1;
-            self.stats.h2_headers += 1;
-            return;
-        }
-        let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
-        let next_conn = &mut self.next_conn;
-        let stats = &mut self.stats;
-        let conn = self.conns.entry(h.conn_id).or_insert_with(|| {
-            *next_conn += 1;
-            stats.connections += 1;
-            ConnEntry {
-                id: *next_conn,
-                raw: (0, 0, 0, [0; 16], [0; 16]),
-                local: None,
-                remote: None,
-            }
-        });
-        if conn.raw != raw {
-            conn.local = socket_addr(h.family, &h.local_addr, h.local_port);
-            conn.remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
-            conn.raw = raw;
-        }
         let headers = rec.kind == EventKind::H2Headers;
+        // grpc-go's connection may not lead to a TCP socket: such a header
+        // row is kept, without a connection.
+        let conn = if headers && h.flags & FLAG_H2_NO_CONN != 0 {
+            None
+        } else {
+            let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
+            let next_conn = &mut self.next_conn;
+            let stats = &mut self.stats;
+            let conn = self.conns.entry(h.conn_id).or_insert_with(|| {
+                *next_conn += 1;
+                stats.connections += 1;
+                ConnEntry {
+                    id: *next_conn,
+                    raw: (0, 0, 0, [0; 16], [0; 16]),
+                    local: None,
+                    remote: None,
+                }
+            });
+            if conn.raw != raw {
+                conn.local = socket_addr(h.family, &h.local_addr, h.local_port);
+                conn.remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
+                conn.raw = raw;
+            }
+            Some(&*conn)
+        };
         let (dir, seq, payload) = match rec.direction {
             Some(d) if headers => (Some(direction_name(d)), None, None),
             Some(d) => (Some(direction_name(d)), Some(h.seq), Some(rec.payload)),
@@ -267,14 +252,14 @@ impl Recorder {
             pid: Some(h.pid),
             tid: Some(h.tid),
             comm: Some(&comm(h)),
-            fd: Some(h.fd),
-            conn_id: Some(conn.id),
+            fd: (h.fd >= 0).then_some(h.fd),
+            conn_id: conn.map(|c| c.id),
             direction: dir,
             seq,
             size: h.size,
             payload,
-            local_addr: conn.local.as_deref(),
-            remote_addr: conn.remote.as_deref(),
+            local_addr: conn.and_then(|c| c.local.as_deref()),
+            remote_addr: conn.and_then(|c| c.remote.as_deref()),
             identity: self.identities.get(&h.pid).and_then(Option::as_deref),
             flags: h.flags,
             cpu: None,
@@ -381,6 +366,61 @@ mod tests {
         let batch = r.rows().finish().unwrap();
         let ids = batch.column_by_name("conn_id").unwrap().as_primitive::<UInt64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 1, 1, 2]);
+    }
+
+    fn field(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = (name.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn header_records_become_h2_headers_rows_with_and_without_a_connection() {
+        let mut r = Recorder::new(WallClock::measure());
+        r.record(&record(EventKind::Data, 5, Direction::Ingress, 0, b"PRI * HTTP/2.0"));
+        let mut fields = field(b":path", b"/helloworld.Greeter/SayHello");
+        fields.extend(field(b"te", b"trailers"));
+        let mut rec = record(EventKind::H2Headers, 5, Direction::Ingress, 7, &fields);
+        // size: fields in the frame; flags: END_STREAM.
+        rec[32..40].copy_from_slice(&2u64.to_le_bytes());
+        rec[4..8].copy_from_slice(&formats::wire::FLAG_H2_END_STREAM.to_le_bytes());
+        r.record(&rec);
+        let mut lone = record(EventKind::H2Headers, 0, Direction::Egress, 9, &field(b"a", b"b"));
+        lone[4..8].copy_from_slice(&FLAG_H2_NO_CONN.to_le_bytes());
+        r.record(&lone);
+        let stats = r.stats();
+        assert_eq!((stats.events, stats.h2_headers, stats.connections), (3, 2, 1));
+        let batch = r.rows().finish().unwrap();
+        let ids = batch.column_by_name("conn_id").unwrap().as_primitive::<UInt64Type>();
+        assert_eq!((ids.value(1), ids.is_null(2)), (1, true));
+        let streams = batch
+            .column_by_name("stream_id")
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt32Type>();
+        assert!(streams.is_null(0));
+        assert_eq!((streams.value(1), streams.value(2)), (7, 9));
+        assert!(batch.column_by_name("seq").unwrap().is_null(1));
+        assert!(batch.column_by_name("payload").unwrap().is_null(1));
+        let headers = batch.column_by_name("headers").unwrap().as_list::<i32>();
+        assert!(headers.is_null(0));
+        let first = headers.value(1);
+        let pairs = first.as_struct();
+        let names = pairs.column(0).as_string::<i32>();
+        let values = pairs.column(1).as_string::<i32>();
+        assert_eq!((names.value(0), values.value(0)), (":path", "/helloworld.Greeter/SayHello"));
+        assert_eq!((names.value(1), values.value(1)), ("te", "trailers"));
+        let dir = batch.column_by_name("direction").unwrap().as_string::<i32>();
+        assert_eq!((dir.value(1), dir.value(2)), ("ingress", "egress"));
+
+        // A field that runs past its record is a malformed record, not a row.
+        let mut bad = field(b"x", b"y");
+        bad[0] = 99;
+        r.record(&record(EventKind::H2Headers, 5, Direction::Ingress, 11, &bad));
+        assert_eq!(r.stats().malformed, 1);
+        assert!(r.rows().is_empty());
     }
 
     #[test]

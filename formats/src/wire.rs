@@ -161,6 +161,7 @@ const _: () = assert!(
 /// (Go's register ABI, Go >= 1.17 on amd64).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct GoOffsets {
     /// `transport.http2Server.conn` (a `net.Conn` interface).
     pub server_conn: u32,

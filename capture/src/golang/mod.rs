@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 // The one line to change if the offsets struct moves.
 pub use formats::wire::GoOffsets;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use self::elf::Elf;
 use self::offsets::Field;
@@ -89,8 +89,8 @@ pub enum Inspection {
 }
 
 /// A Go executable with grpc-go: where to attach the uprobes, and the struct
-/// offsets they need.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// offsets they need. Serialised as it is into the capture file's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GoBinary {
     /// The Go build id (from `.note.go.buildid`), else the GNU build id in hex.
     pub build_id: Option<String>,
@@ -122,7 +122,7 @@ pub struct GoBinary {
 /// File offsets (from the start of the executable, what a uprobe attaches to)
 /// of the probed grpc-go functions; `None` for a function the linker left out
 /// (a client has no `(*http2Server).operateHeaders`). At least one is `Some`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Functions {
     /// `transport.(*http2Server).operateHeaders`: HEADERS frames a server receives.
     pub server_operate_headers: Option<u64>,
@@ -153,7 +153,7 @@ impl Functions {
 }
 
 /// Where the function addresses came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SymbolSource {
     /// The ELF symbol table (`.symtab`).
@@ -163,7 +163,7 @@ pub enum SymbolSource {
 }
 
 /// Where the struct offsets came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OffsetSource {
     /// The binary's own DWARF.
@@ -173,7 +173,7 @@ pub enum OffsetSource {
 }
 
 /// Where the grpc-go version came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrpcVersionSource {
     /// The module list of the build info (module-mode builds).
@@ -263,117 +263,6 @@ pub enum InspectError {
 impl InspectError {
     pub(crate) fn corrupt(section: &'static str, reason: impl Into<String>) -> Self {
         Self::Corrupt { section, reason: reason.into() }
-    }
-}
-
-/// The summary of a [`GoBinary`] kept in the capture file's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GoBinarySummary {
-    /// [`GoBinary::build_id`].
-    pub build_id: Option<String>,
-    /// [`GoBinary::go_version`].
-    pub go_version: String,
-    /// [`GoBinary::grpc_version`].
-    pub grpc_version: Option<String>,
-    /// [`GoBinary::grpc_version_source`].
-    pub grpc_version_source: Option<GrpcVersionSource>,
-    /// [`GoBinary::grpc_package`].
-    pub grpc_package: String,
-    /// [`GoBinary::functions`].
-    pub functions: Functions,
-    /// [`GoBinary::probes`].
-    pub probes: Functions,
-    /// [`GoBinary::symbols_source`].
-    pub symbols_source: SymbolSource,
-    /// [`GoBinary::offsets`], by field name.
-    pub offsets: OffsetsSummary,
-    /// [`GoBinary::offsets_source`].
-    pub offsets_source: OffsetSource,
-}
-
-/// [`GoOffsets`] with serde, field for field.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct OffsetsSummary {
-    pub server_conn: u32,
-    pub client_conn: u32,
-    pub loopy_framer: u32,
-    pub framer_writer: u32,
-    pub bufwriter_conn: u32,
-    pub tcpconn_fd: u32,
-    pub netfd_sysfd: u32,
-    pub meta_headers: u32,
-    pub meta_fields: u32,
-    pub meta_truncated: u32,
-    pub frame_flags: u32,
-    pub frame_stream_id: u32,
-    pub field_size: u32,
-    pub field_name: u32,
-    pub field_value: u32,
-    pub field_sensitive: u32,
-}
-
-impl From<GoOffsets> for OffsetsSummary {
-    fn from(o: GoOffsets) -> Self {
-        Self {
-            server_conn: o.server_conn,
-            client_conn: o.client_conn,
-            loopy_framer: o.loopy_framer,
-            framer_writer: o.framer_writer,
-            bufwriter_conn: o.bufwriter_conn,
-            tcpconn_fd: o.tcpconn_fd,
-            netfd_sysfd: o.netfd_sysfd,
-            meta_headers: o.meta_headers,
-            meta_fields: o.meta_fields,
-            meta_truncated: o.meta_truncated,
-            frame_flags: o.frame_flags,
-            frame_stream_id: o.frame_stream_id,
-            field_size: o.field_size,
-            field_name: o.field_name,
-            field_value: o.field_value,
-            field_sensitive: o.field_sensitive,
-        }
-    }
-}
-
-impl From<OffsetsSummary> for GoOffsets {
-    fn from(s: OffsetsSummary) -> Self {
-        Self {
-            server_conn: s.server_conn,
-            client_conn: s.client_conn,
-            loopy_framer: s.loopy_framer,
-            framer_writer: s.framer_writer,
-            bufwriter_conn: s.bufwriter_conn,
-            tcpconn_fd: s.tcpconn_fd,
-            netfd_sysfd: s.netfd_sysfd,
-            meta_headers: s.meta_headers,
-            meta_fields: s.meta_fields,
-            meta_truncated: s.meta_truncated,
-            frame_flags: s.frame_flags,
-            frame_stream_id: s.frame_stream_id,
-            field_size: s.field_size,
-            field_name: s.field_name,
-            field_value: s.field_value,
-            field_sensitive: s.field_sensitive,
-        }
-    }
-}
-
-impl GoBinary {
-    /// What the capture file's metadata keeps about this binary.
-    pub fn summary(&self) -> GoBinarySummary {
-        GoBinarySummary {
-            build_id: self.build_id.clone(),
-            go_version: self.go_version.clone(),
-            grpc_version: self.grpc_version.clone(),
-            grpc_version_source: self.grpc_version_source,
-            grpc_package: self.grpc_package.clone(),
-            functions: self.functions,
-            probes: self.probes,
-            symbols_source: self.symbols_source,
-            offsets: self.offsets.into(),
-            offsets_source: self.offsets_source,
-        }
     }
 }
 

@@ -433,7 +433,7 @@ fn compressed_and_plain_debug_sections() {
 #[test]
 fn summary_serialises() {
     let b = instrumentable("grpc-client", &InspectOptions::default());
-    let json = serde_json::to_value(b.summary()).expect("serialises");
+    let json = serde_json::to_value(&b).expect("serialises");
     assert_eq!(json["go_version"], b.go_version.as_str());
     assert_eq!(json["grpc_version"], "1.33.3");
     assert_eq!(json["grpc_version_source"], "build_info");
@@ -441,9 +441,7 @@ fn summary_serialises() {
     assert_eq!(json["offsets_source"], "dwarf");
     assert_eq!(json["offsets"]["client_conn"], 72);
     assert_eq!(json["functions"]["server_operate_headers"], serde_json::Value::Null);
-    let back: GoBinarySummary = serde_json::from_value(json).expect("deserialises");
-    assert_eq!(back, b.summary());
-    assert_eq!(GoOffsets::from(back.offsets), b.offsets);
+    assert_eq!(json["offsets"]["field_size"], 40);
 }
 
 fn xorshift(seed: &mut u64) -> u64 {
