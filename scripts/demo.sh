@@ -98,7 +98,9 @@ PY
 gw_port=$(pick_port 9091)
 prom_port=$(pick_port 9090)
 servers=()
-prometheus-pushgateway --web.listen-address="127.0.0.1:$gw_port" > "$out/pushgateway.log" 2>&1 &
+# Debian's Pushgateway keeps what every instance was pushed in one file by
+# default; the demo's starts empty.
+prometheus-pushgateway --web.listen-address="127.0.0.1:$gw_port" --persistence.file= > "$out/pushgateway.log" 2>&1 &
 servers+=($!)
 sed -e "s/127.0.0.1:9091/127.0.0.1:$gw_port/" -e 's/scrape_interval: 15s/scrape_interval: 2s/' \
   scripts/prometheus/prometheus.yml > "$out/prometheus.yml"

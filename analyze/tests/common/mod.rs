@@ -113,11 +113,13 @@ fn spawn(program: &str, args: &[String], dir: tempfile::TempDir, url: String) ->
     Peer { child, url, dir }
 }
 
-/// A Pushgateway on a free port.
+/// A Pushgateway on a free port, starting empty: Debian's build keeps the
+/// groups pushed to every instance in one file unless told otherwise.
 pub fn pushgateway() -> Peer {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let args = vec![format!("--web.listen-address=127.0.0.1:{port}")];
+    let args =
+        vec![format!("--web.listen-address=127.0.0.1:{port}"), "--persistence.file=".to_string()];
     spawn("prometheus-pushgateway", &args, tempfile::tempdir().unwrap(), url)
 }
 
