@@ -58,6 +58,9 @@ fn print_summary(s: &Summary) {
         bytes(st.bytes_kept),
         thousands(st.lost),
     );
+    if st.h2_headers > 0 {
+        eprintln!("gRPC header blocks read by uprobes: {}", thousands(st.h2_headers));
+    }
     if !s.kernel_errors.is_empty() {
         let list: Vec<String> = s.kernel_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("not fully recorded: {}", list.join(", "));
