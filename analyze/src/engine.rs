@@ -261,13 +261,14 @@ impl<'s> Engine<'s> {
 
     /// A header block read by the Go gRPC uprobes.
     fn h2_headers(&mut self, row: &Row<'_>) {
-        let (Some(dir), Some(stream_id)) = (row.direction, row.stream_id) else { return };
-        if row.conn_id.is_none() {
-            // grpc-go's connection did not lead to a socket podtap saw.
+        let (Some(dir), Some(stream_id), Some(_)) = (row.direction, row.stream_id, row.conn_id)
+        else {
+            // grpc-go's connection did not lead to a socket podtap saw (or
+            // the row is damaged): counted, never matched.
             self.stats.uprobe.blocks += 1;
             self.stats.uprobe.unmatched += 1;
             return;
-        }
+        };
         let block = uprobe::Block {
             fields: row.headers.map(<[Header]>::to_vec).unwrap_or_default(),
             end_stream: row.flags & FLAG_H2_END_STREAM != 0,

@@ -11,8 +11,8 @@ use std::{
 
 use arrow_array::{
     builder::{
-        BinaryBuilder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
-        UInt32Builder, UInt64Builder,
+        BinaryBuilder, ListBuilder, StringBuilder, StringDictionaryBuilder, StructBuilder,
+        TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
     },
     types::Int32Type,
     ArrayRef, RecordBatch,
@@ -263,6 +263,14 @@ fn garbage_payloads_do_not_panic() {
     let mut payload = BinaryBuilder::new();
     let mut flags = UInt32Builder::new();
     let mut cpu = UInt32Builder::new();
+    let mut stream_id = UInt32Builder::new();
+    let arrow_schema::DataType::List(item) = formats::schema::headers_type() else { panic!() };
+    let arrow_schema::DataType::Struct(pair) = item.data_type().clone() else { panic!() };
+    let pairs = StructBuilder::new(
+        pair,
+        vec![Box::new(StringBuilder::new()), Box::new(StringBuilder::new())],
+    );
+    let mut headers = ListBuilder::new(pairs).with_field(item.clone());
     let mut pos = [[0u64; 2]; 8];
     for i in 0..n {
         let c = next() % 8;
@@ -284,7 +292,37 @@ fn garbage_payloads_do_not_panic() {
         let moved = bytes.len() as u64 + if next() % 5 == 0 { next() % 5000 } else { 0 };
         pos[c as usize][d] = s + moved;
         ts.append_value(1_800_000_000_000_000_000 + i as i64 * 1000);
-        kind.append_value(if next() % 50 == 0 { "close" } else { "data" });
+        // Some rows claim to be header blocks from the Go uprobes, for any
+        // stream, with any fields, or none.
+        let h2 = next() % 10 == 0;
+        kind.append_value(if h2 {
+            "h2_headers"
+        } else if next() % 50 == 0 {
+            "close"
+        } else {
+            "data"
+        });
+        if h2 && next() % 5 != 0 {
+            stream_id.append_value((next() % 64) as u32);
+            let fields = headers.values();
+            for _ in 0..next() % 4 {
+                let names = [":path", ":status", "grpc-status", "grpc-message", "content-type"];
+                let name = names[(next() % 5) as usize];
+                let value: String =
+                    (0..next() % 12).map(|_| (b'0' + (next() % 40) as u8) as char).collect();
+                if let Some(b) = fields.field_builder::<StringBuilder>(0) {
+                    b.append_value(name);
+                }
+                if let Some(b) = fields.field_builder::<StringBuilder>(1) {
+                    b.append_value(value);
+                }
+                fields.append(true);
+            }
+            headers.append(true);
+        } else {
+            stream_id.append_null();
+            headers.append(false);
+        }
         for b in &mut u32s {
             b.append_value(7);
         }
@@ -329,12 +367,9 @@ fn garbage_payloads_do_not_panic() {
         Arc::new(flags.finish()),
         Arc::new(cpu.finish()),
     ];
-    // The columns of header rows (`stream_id`, `headers`): all null here.
-    let rows = columns[0].len();
     let mut columns = columns;
-    for field in schema.fields().iter().skip(columns.len()) {
-        columns.push(arrow_array::new_null_array(field.data_type(), rows));
-    }
+    columns.push(Arc::new(stream_id.finish()));
+    columns.push(Arc::new(headers.finish()));
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let kv = vec![
         KeyValue::new(meta::FILE_KIND.into(), "capture".to_string()),
@@ -353,6 +388,8 @@ fn garbage_payloads_do_not_panic() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("on 8 connection(s)"), "{stdout}");
+    // Every header row is accounted for, matched or not.
+    assert!(stdout.contains("gRPC uprobe headers"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
