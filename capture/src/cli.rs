@@ -81,6 +81,13 @@ pub struct Args {
     #[arg(long)]
     pub no_uprobes: bool,
 
+    /// The grpc-go version to assume for stripped Go programs that do not
+    /// name theirs (built without modules, or by Bazel): it picks the struct
+    /// offsets from podtap's table. Programs that name a version, or carry
+    /// DWARF, are not affected.
+    #[arg(long, value_name = "VERSION")]
+    pub grpc_go_version: Option<String>,
+
     /// No progress line and no summary; errors are still printed.
     #[arg(short, long)]
     pub quiet: bool,
@@ -112,6 +119,7 @@ pub struct Config {
     pub max_payload: u32,
     pub ring_buffer_size: u32,
     pub uprobes: bool,
+    pub grpc_go_version: Option<String>,
     pub quiet: bool,
 }
 
@@ -175,6 +183,11 @@ impl Args {
             ));
         }
         check_output(&self.output)?;
+        if let Some(v) = &self.grpc_go_version {
+            if crate::golang::GrpcVersion::parse(v).is_none() {
+                return usage(format!("--grpc-go-version must look like 1.33.3, got `{v}`"));
+            }
+        }
         let mut pids = self.pids;
         pids.sort_unstable();
         pids.dedup();
@@ -185,6 +198,7 @@ impl Args {
             max_payload: self.max_payload,
             ring_buffer_size: self.ring_buffer_size,
             uprobes: !self.no_uprobes,
+            grpc_go_version: self.grpc_go_version,
             quiet: self.quiet,
         })
     }
@@ -266,6 +280,10 @@ mod tests {
         assert!(c.uprobes);
         let off = parse(&["--pid", "1", "--no-uprobes", "-o", "/tmp/run.parquet"]).unwrap();
         assert!(!off.uprobes);
+        let assumed = ["--pid", "1", "--grpc-go-version", "v1.33.3", "-o", "/tmp/run.parquet"];
+        assert_eq!(parse(&assumed).unwrap().grpc_go_version.as_deref(), Some("v1.33.3"));
+        let bad = parse(&["--pid", "1", "--grpc-go-version", "latest", "-o", "/tmp/run.parquet"]);
+        assert!(bad.unwrap_err().contains("--grpc-go-version must look like 1.33.3"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
-    golang::{self, Inspection},
+    golang::{self, InspectOptions, Inspection},
     probes::{GoFunctions, GoProbe, Probes},
     targets::local,
 };
@@ -59,6 +59,7 @@ struct Inspected {
 /// Looks at the binaries of target processes and attaches what fits.
 pub struct Instrumenter {
     enabled: bool,
+    options: InspectOptions,
     /// Binaries looked at or being looked at.
     seen: HashSet<(u64, u64)>,
     notes: Vec<BinaryNote>,
@@ -67,9 +68,12 @@ pub struct Instrumenter {
 }
 
 impl Instrumenter {
-    pub fn new(enabled: bool) -> Self {
+    /// `grpc_go_version`: the version to assume for binaries that name none
+    /// (`--grpc-go-version`).
+    pub fn new(enabled: bool, grpc_go_version: Option<String>) -> Self {
         let (done_tx, done_rx) = channel();
-        Self { enabled, seen: HashSet::new(), notes: Vec::new(), done_tx, done_rx }
+        let options = InspectOptions { fallback_grpc_version: grpc_go_version };
+        Self { enabled, options, seen: HashSet::new(), notes: Vec::new(), done_tx, done_rx }
     }
 
     /// What was found so far, for the metadata.
@@ -99,7 +103,7 @@ impl Instrumenter {
     /// found at start.
     pub fn consider_now(&mut self, pid: u32, probes: &mut Probes) {
         if let Some(candidate) = self.candidate(pid) {
-            let result = golang::inspect(&exe_of(candidate.pid));
+            let result = golang::inspect_with(&exe_of(candidate.pid), &self.options);
             self.settle(Inspected { candidate, result }, probes);
         }
     }
@@ -109,8 +113,9 @@ impl Instrumenter {
     pub fn consider(&mut self, pid: u32) {
         let Some(candidate) = self.candidate(pid) else { return };
         let done = self.done_tx.clone();
+        let options = self.options.clone();
         let spawned = std::thread::Builder::new().name("inspect".into()).spawn(move || {
-            let result = golang::inspect(&exe_of(candidate.pid));
+            let result = golang::inspect_with(&exe_of(candidate.pid), &options);
             let _ = done.send(Inspected { candidate, result });
         });
         if let Err(e) = spawned {

@@ -171,7 +171,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         warned: HashSet::new(),
         pods,
         pod_changes,
-        instrumenter: Instrumenter::new(config.uprobes),
+        instrumenter: Instrumenter::new(config.uprobes, config.grpc_go_version.clone()),
         recording: false,
         config,
         probes,

@@ -419,6 +419,26 @@ fn a_go_binary_podtap_cannot_instrument_is_named_once_and_captured_by_syscalls()
     let note = binary_note(&notes, "grpc-server-gopath-stripped");
     assert_eq!(note["outcome"], "unsupported", "{note}");
     assert!(note["reason"].as_str().is_some_and(|r| r.contains("no DWARF")), "{note}");
+
+    // Told which grpc-go it is, podtap reads its headers from the table.
+    let out = dir.path().join("assumed.parquet");
+    let args = ["--pid", &pid, "--grpc-go-version", "1.33.3", "-o", out.to_str().unwrap()];
+    let capture = Capture::start(&args);
+    let calls = [("unary 0 ian", Call::ok(SAY_HELLO)), ("fail 0 jan", Call::not_found("jan"))];
+    for (command, call) in &calls {
+        make(&mut client, command, call);
+    }
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let (exchanges, _) = decode(&out);
+    let calls: Vec<Call> = calls.into_iter().map(|(_, c)| c).collect();
+    assert_calls(&grpc_of(&exchanges, server.pid()), &calls, "an assumed grpc-go version");
+    let notes = binaries(&out);
+    let go = &binary_note(&notes, "grpc-server-gopath-stripped")["go"];
+    assert_eq!(
+        (&go["grpc_version_source"], &go["offsets_source"]),
+        (&"assumed".into(), &"table".into())
+    );
 }
 
 #[test]

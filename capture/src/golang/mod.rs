@@ -267,6 +267,7 @@ impl InspectError {
 }
 
 /// Inspects the executable at `path` (it may be `/proc/PID/exe`).
+#[cfg(test)]
 pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     inspect_with(path, &InspectOptions::default())
 }

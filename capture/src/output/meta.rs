@@ -42,6 +42,7 @@ impl CaptureInfo {
                 "max_payload": config.max_payload,
                 "ring_buffer_size": config.ring_buffer_size,
                 "uprobes": config.uprobes,
+                "grpc_go_version": config.grpc_go_version,
             }),
             targets_asked: json!({
                 "pids": config.targets.pids,
