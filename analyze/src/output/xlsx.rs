@@ -414,6 +414,16 @@ fn write_summary(
         ("HPACK fields unknown", stats.hpack_unknown_fields.to_string()),
         ("time step", format!("{} s", red.step_ns as f64 / 1e9)),
     ];
+    let u = &stats.uprobe;
+    if u.blocks > 0 {
+        facts_rows.push((
+            "gRPC headers by uprobes",
+            format!(
+                "{} block(s): {} filled what the wire lacked, {} confirmed it, {} differed, {} without a decoded stream",
+                u.blocks, u.filled, u.agreed, u.disagreed, u.unmatched
+            ),
+        ));
+    }
     if written.http_left_out > 0 || written.grpc_left_out > 0 {
         facts_rows.push((
             "rows left out",
