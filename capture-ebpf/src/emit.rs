@@ -163,6 +163,22 @@ fn notice(kind: EventKind, conn_id: u64, pid: u32, size: u64) {
 /// the first `min(size, max_payload)` bytes from `source`.
 #[inline(always)]
 pub fn data(conn: &Conn, fd: i32, direction: u8, seq: u64, size: u64, source: Source, flags: u32) {
+    record(EventKind::Data, conn, fd, direction, seq, size, source, flags);
+}
+
+/// Emits a record of `kind` shaped like a data record (`TlsData`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    kind: EventKind,
+    conn: &Conn,
+    fd: i32,
+    direction: u8,
+    seq: u64,
+    size: u64,
+    source: Source,
+    flags: u32,
+) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(buf) = SCRATCH.get_ptr_mut(cpu) else {
         count_error(KernelError::RingFull);
@@ -170,7 +186,7 @@ pub fn data(conn: &Conn, fd: i32, direction: u8, seq: u64, size: u64, source: So
     };
     // SAFETY: the per-CPU scratch entry; programs do not nest on one CPU.
     let buf: &mut EventBuf = unsafe { &mut *buf };
-    fill_header(&mut buf.header, EventKind::Data, conn, fd);
+    fill_header(&mut buf.header, kind, conn, fd);
     buf.header.flags = flags;
     buf.header.seq = seq;
     buf.header.size = size;

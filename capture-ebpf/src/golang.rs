@@ -28,7 +28,7 @@ use aya_ebpf::{
 };
 use formats::wire::{
     Direction, EventKind, GoOffsets, H2FieldHeader, KernelError, EVENT_HEADER_LEN,
-    FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED, FLAG_H2_LIST_TRUNCATED, FLAG_H2_NO_CONN,
+    FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED, FLAG_H2_LIST_TRUNCATED, FLAG_NO_CONN,
     H2_FIELD_FAULT, H2_FIELD_HEADER_LEN, H2_FIELD_NAME_CUT, H2_FIELD_SENSITIVE, H2_FIELD_VALUE_CUT,
     MAX_GO_BINARIES, MAX_H2_FIELDS, MAX_H2_NAME, MAX_H2_VALUE, MAX_PAYLOAD_CAP,
 };
@@ -193,7 +193,7 @@ fn emit_headers(
         // SAFETY: a value of the connection map, only read.
         Some(c) => unsafe { &*c },
         None => {
-            flags |= FLAG_H2_NO_CONN;
+            flags |= FLAG_NO_CONN;
             &none
         }
     };

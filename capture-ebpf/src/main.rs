@@ -24,6 +24,7 @@ mod golang;
 mod kernel;
 mod maps;
 mod targets;
+mod tls;
 
 use aya_ebpf::{
     helpers::{
@@ -120,6 +121,7 @@ fn on_data_exit(
     }
     let fd = a[0] as i32;
     let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return };
+    tls::note_syscall(sk, fd);
 
     let size = ret as u64;
     let dir = direction as usize;

@@ -1,6 +1,7 @@
-//! Which programs of target processes get uprobes: every binary a target runs
-//! is looked at once (by device and inode, so many pods of one image cost one
-//! look and one attach), and grpc-go binaries get the header probes.
+//! Which programs of target processes get uprobes: every binary a target runs,
+//! and every TLS library it maps, is looked at once (by device and inode, so
+//! many pods of one image cost one look and one attach). grpc-go binaries get
+//! the header probes, OpenSSL's `libssl` the plaintext probes.
 //!
 //! The programs found when the capture starts are inspected before recording
 //! begins, so their headers are read from the first call on. Programs found
@@ -22,6 +23,7 @@ use crate::{
     golang::{self, InspectOptions, Inspection},
     probes::{GoFunctions, GoProbe, Probes},
     targets::local,
+    tls,
 };
 
 /// What was done with one binary, for the file metadata.
@@ -33,7 +35,8 @@ pub struct BinaryNote {
     pub pid: u32,
     pub comm: String,
     /// `grpc_headers` (probes attached), `not_go`, `no_grpc`, `unsupported`
-    /// or `failed` (inspected, but the attach failed).
+    /// or `failed` (inspected, but the attach failed); for TLS libraries,
+    /// `tls_plaintext` (OpenSSL probes attached) or `tls_unsupported`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -41,6 +44,9 @@ pub struct BinaryNote {
     /// where they came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub go: Option<serde_json::Value>,
+    /// A TLS library: which, and where its functions are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<serde_json::Value>,
 }
 
 /// A binary to look at: its identity and a path that leads to it.
@@ -62,7 +68,11 @@ pub struct Instrumenter {
     options: InspectOptions,
     /// Binaries looked at or being looked at.
     seen: HashSet<(u64, u64)>,
+    /// TLS libraries looked at.
+    seen_libraries: HashSet<(u64, u64)>,
     notes: Vec<BinaryNote>,
+    /// Notes already handed out by [`Self::collect`].
+    reported: usize,
     done_tx: Sender<Inspected>,
     done_rx: Receiver<Inspected>,
 }
@@ -73,7 +83,16 @@ impl Instrumenter {
     pub fn new(enabled: bool, grpc_go_version: Option<String>) -> Self {
         let (done_tx, done_rx) = channel();
         let options = InspectOptions { fallback_grpc_version: grpc_go_version };
-        Self { enabled, options, seen: HashSet::new(), notes: Vec::new(), done_tx, done_rx }
+        Self {
+            enabled,
+            options,
+            seen: HashSet::new(),
+            seen_libraries: HashSet::new(),
+            notes: Vec::new(),
+            reported: 0,
+            done_tx,
+            done_rx,
+        }
     }
 
     /// What was found so far, for the metadata.
@@ -102,6 +121,7 @@ impl Instrumenter {
     /// Inspects the binary of `pid` now and attaches to it; for the targets
     /// found at start.
     pub fn consider_now(&mut self, pid: u32, probes: &mut Probes) {
+        self.libraries(pid, probes);
         if let Some(candidate) = self.candidate(pid) {
             let result = golang::inspect_with(&exe_of(candidate.pid), &self.options);
             self.settle(Inspected { candidate, result }, probes);
@@ -109,8 +129,9 @@ impl Instrumenter {
     }
 
     /// Inspects the binary of `pid` on a worker thread; [`Self::collect`]
-    /// attaches once it is done.
-    pub fn consider(&mut self, pid: u32) {
+    /// attaches once it is done. Its TLS libraries are handled at once.
+    pub fn consider(&mut self, pid: u32, probes: &mut Probes) {
+        self.libraries(pid, probes);
         let Some(candidate) = self.candidate(pid) else { return };
         let done = self.done_tx.clone();
         let options = self.options.clone();
@@ -126,12 +147,63 @@ impl Instrumenter {
     /// Attaches to the binaries whose inspection finished; returns whether
     /// the notes changed.
     pub fn collect(&mut self, probes: &mut Probes) -> bool {
-        let mut changed = false;
         while let Ok(done) = self.done_rx.try_recv() {
             self.settle(done, probes);
-            changed = true;
         }
+        let changed = self.notes.len() != self.reported;
+        self.reported = self.notes.len();
         changed
+    }
+
+    /// Attaches the plaintext probes to the OpenSSL libraries `pid` maps, and
+    /// names the TLS libraries podtap cannot read, each once.
+    fn libraries(&mut self, pid: u32, probes: &mut Probes) {
+        if !self.enabled {
+            return;
+        }
+        for lib in tls::libraries(pid) {
+            if !self.seen_libraries.insert(lib.key) {
+                continue;
+            }
+            let comm = local::comm(pid);
+            let who = format!("pid {pid} ({comm})");
+            let mut note = BinaryNote {
+                path: lib.path.clone(),
+                pid,
+                comm,
+                outcome: "tls_unsupported",
+                reason: None,
+                go: None,
+                tls: Some(serde_json::json!({ "library": lib.kind.name() })),
+            };
+            if lib.kind != tls::Kind::OpenSsl {
+                warn!(
+                    "{who}: uses {} ({}), which podtap does not read; its TLS traffic is recorded encrypted",
+                    lib.kind.name(),
+                    lib.path
+                );
+                note.reason = Some(format!("{} is not supported", lib.kind.name()));
+                self.notes.push(note);
+                continue;
+            }
+            let attached = tls::openssl_functions(&lib).map_err(anyhow::Error::new).and_then(|f| {
+                probes.attach_openssl(&lib.open_path, &f)?;
+                Ok(f)
+            });
+            match attached {
+                Ok(f) => {
+                    info!("{who}: reading TLS plaintext from {}", lib.path);
+                    note.outcome = "tls_plaintext";
+                    note.tls = Some(serde_json::json!({ "library": "OpenSSL", "functions": f }));
+                }
+                Err(e) => {
+                    warn!("{who}: cannot read TLS plaintext from {}: {e:#}", lib.path);
+                    note.outcome = "failed";
+                    note.reason = Some(format!("{e:#}"));
+                }
+            }
+            self.notes.push(note);
+        }
     }
 
     fn settle(&mut self, done: Inspected, probes: &mut Probes) {
@@ -144,6 +216,7 @@ impl Instrumenter {
             outcome: "unsupported",
             reason: None,
             go: None,
+            tls: None,
         };
         match result {
             Err(e) => {

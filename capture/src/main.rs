@@ -13,6 +13,7 @@ mod progress;
 mod recorder;
 mod session;
 mod targets;
+mod tls;
 mod writer;
 
 use std::process::ExitCode;

@@ -56,6 +56,15 @@ const SYSCALLS: &[(&str, &[&str])] = &[
 const GO_PROGRAMS: [&str; 3] =
     ["go_server_operate_headers", "go_client_operate_headers", "go_loopy_write_header"];
 
+/// The OpenSSL plaintext probes: one entry and one return program, attached
+/// to each function with a cookie saying which it is.
+const TLS_PROGRAMS: [&str; 2] = ["ssl_entry", "ssl_return"];
+/// Forgets what was known of an `SSL *` when it is freed.
+const TLS_FREE: &str = "ssl_free";
+/// Cookie bits of the TLS probes (see `capture-ebpf/src/tls.rs`).
+const TLS_WRITE: u64 = 1;
+const TLS_EX: u64 = 2;
+
 /// The loaded programs and their maps.
 pub struct Probes {
     ebpf: Ebpf,
@@ -71,6 +80,7 @@ pub struct Probes {
     go_offsets: Array<MapData, GoOffsets>,
     /// Slots of `go_offsets` in use.
     go_binaries: u32,
+    tls_loaded: bool,
 }
 
 /// Where the probes of grpc-go's header functions go in one binary (file
@@ -147,6 +157,7 @@ impl Probes {
             errors,
             go_offsets,
             go_binaries: 0,
+            tls_loaded: false,
         })
     }
 
@@ -252,8 +263,60 @@ impl Probes {
         Ok(())
     }
 
+    /// Attaches the plaintext probes to OpenSSL's functions in the library at
+    /// `path` (one attach serves every process mapping it; the programs skip
+    /// non-targets).
+    pub fn attach_openssl(&mut self, path: &Path, f: &crate::tls::OpenSslFunctions) -> Result<()> {
+        if !self.tls_loaded {
+            self.load_programs(&TLS_PROGRAMS)?;
+            self.load_programs(&[TLS_FREE])?;
+            self.tls_loaded = true;
+        }
+        if let Some(offset) = f.ssl_free {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(TLS_FREE)
+                .ok_or_else(|| anyhow!("eBPF object has no program {TLS_FREE}"))?
+                .try_into()?;
+            prog.attach(
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                path,
+                UProbeScope::AllProcesses,
+            )
+            .map_err(describe)
+            .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+        }
+        for (offset, cookie) in [
+            (f.ssl_write, TLS_WRITE),
+            (f.ssl_read, 0),
+            (f.ssl_write_ex, TLS_WRITE | TLS_EX),
+            (f.ssl_read_ex, TLS_EX),
+        ] {
+            let Some(offset) = offset else { continue };
+            for name in TLS_PROGRAMS {
+                let prog: &mut UProbe = self
+                    .ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+                    .try_into()?;
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: Some(cookie),
+                };
+                prog.attach(point, path, UProbeScope::AllProcesses)
+                    .map_err(describe)
+                    .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn load_go(&mut self) -> Result<()> {
-        for name in GO_PROGRAMS {
+        self.load_programs(&GO_PROGRAMS)
+    }
+
+    fn load_programs(&mut self, names: &[&str]) -> Result<()> {
+        for name in names {
             let prog: &mut UProbe = self
                 .ebpf
                 .program_mut(name)

@@ -15,7 +15,7 @@ use std::{
 
 use formats::{
     schema::{direction, kind},
-    wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6, FLAG_H2_NO_CONN},
+    wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6, FLAG_NO_CONN},
     H2Field, Record,
 };
 
@@ -39,6 +39,8 @@ pub struct Stats {
     pub malformed: u64,
     /// `h2_headers` rows: header frames read from Go gRPC processes.
     pub h2_headers: u64,
+    /// Plaintext bytes read from TLS libraries (`tls_data` rows).
+    pub tls_bytes: u64,
 }
 
 /// A process forked by a target.
@@ -178,6 +180,7 @@ impl Recorder {
             EventKind::Accept => kind::ACCEPT,
             EventKind::Close => kind::CLOSE,
             EventKind::H2Headers => kind::H2_HEADERS,
+            EventKind::TlsData => kind::TLS_DATA,
             EventKind::Fork => {
                 // A child of a pod's process is in the pod.
                 if let Some(Some(identity)) = self.identities.get(&(h.size as u32)).cloned() {
@@ -216,9 +219,11 @@ impl Recorder {
         };
         self.look_up(h.pid);
         let headers = rec.kind == EventKind::H2Headers;
-        // grpc-go's connection may not lead to a TCP socket: such a header
-        // row is kept, without a connection.
-        let conn = if headers && h.flags & FLAG_H2_NO_CONN != 0 {
+        // grpc-go's connection may not lead to a TCP socket, and a TLS
+        // call may come before any syscall of its connection: such rows are
+        // kept, without a connection.
+        let from_uprobe = headers || rec.kind == EventKind::TlsData;
+        let conn = if from_uprobe && h.flags & FLAG_NO_CONN != 0 {
             None
         } else {
             let raw = (h.family, h.local_port, h.remote_port, h.local_addr, h.remote_addr);
@@ -268,6 +273,9 @@ impl Recorder {
         });
         self.stats.events += 1;
         self.stats.h2_headers += u64::from(headers);
+        if rec.kind == EventKind::TlsData {
+            self.stats.tls_bytes += h.size;
+        }
         if rec.kind == EventKind::Data {
             self.stats.bytes_moved += h.size;
             self.stats.bytes_kept += rec.payload.len() as u64;
@@ -389,7 +397,7 @@ mod tests {
         rec[4..8].copy_from_slice(&formats::wire::FLAG_H2_END_STREAM.to_le_bytes());
         r.record(&rec);
         let mut lone = record(EventKind::H2Headers, 0, Direction::Egress, 9, &field(b"a", b"b"));
-        lone[4..8].copy_from_slice(&FLAG_H2_NO_CONN.to_le_bytes());
+        lone[4..8].copy_from_slice(&FLAG_NO_CONN.to_le_bytes());
         r.record(&lone);
         let stats = r.stats();
         assert_eq!((stats.events, stats.h2_headers, stats.connections), (3, 2, 1));

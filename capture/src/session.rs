@@ -300,7 +300,7 @@ impl Session {
         }
         self.targets.add(Process { pid, comm: local::comm(pid), via, parent });
         if self.recording {
-            self.instrumenter.consider(pid);
+            self.instrumenter.consider(pid, &mut self.probes);
         }
     }
 
@@ -323,9 +323,10 @@ impl Session {
                 parent: Some(fork.parent),
             });
         }
-        // A new program in a target process may be a Go binary.
+        // A new program in a target process may be a Go binary, or map a
+        // TLS library.
         for pid in self.recorder.take_execs() {
-            self.instrumenter.consider(pid);
+            self.instrumenter.consider(pid, &mut self.probes);
         }
         if self.instrumenter.collect(&mut self.probes) {
             self.info.binaries = self.instrumenter.notes();

@@ -72,7 +72,7 @@ impl<'a> Record<'a> {
         let kind =
             EventKind::try_from(header.kind).map_err(|kind| ParseError::UnknownKind { kind })?;
         let direction = match kind {
-            EventKind::Data | EventKind::H2Headers => Some(
+            EventKind::Data | EventKind::H2Headers | EventKind::TlsData => Some(
                 Direction::try_from(header.direction)
                     .map_err(|direction| ParseError::BadDirection { direction })?,
             ),

@@ -51,6 +51,11 @@ pub enum EventKind {
     /// A target process replaced its program (`execve`); `pid` is the process.
     /// Not written as a row: the loader looks at the new binary.
     Exec = 8,
+    /// Plaintext a target passed to or got from OpenSSL (`SSL_write`,
+    /// `SSL_read` and their `_ex` forms), read by uprobes. Shaped like
+    /// `Data`: `seq` is the offset within the plaintext stream of its
+    /// direction, `size` the bytes the call moved.
+    TlsData = 9,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -66,6 +71,7 @@ impl TryFrom<u32> for EventKind {
             6 => Ok(Self::ConnEnd),
             7 => Ok(Self::H2Headers),
             8 => Ok(Self::Exec),
+            9 => Ok(Self::TlsData),
             other => Err(other),
         }
     }
@@ -114,9 +120,10 @@ pub const FLAG_H2_FIELDS_TRUNCATED: u32 = 1 << 5;
 /// `EventHeader::flags` of `H2Headers`: grpc-go itself dropped fields beyond its
 /// header list size limit (`MetaHeadersFrame.Truncated`).
 pub const FLAG_H2_LIST_TRUNCATED: u32 = 1 << 6;
-/// `EventHeader::flags` of `H2Headers`: the transport's file descriptor did not
-/// lead to a TCP socket of the process; `conn_id` is 0.
-pub const FLAG_H2_NO_CONN: u32 = 1 << 7;
+/// `EventHeader::flags` of `H2Headers` and `TlsData`: the event could not be
+/// tied to a TCP socket of the process (the transport's file descriptor led
+/// to none, or no syscall of the TLS connection was seen yet); `conn_id` is 0.
+pub const FLAG_NO_CONN: u32 = 1 << 7;
 
 /// Header fields captured per `H2Headers` event; further ones are counted in
 /// `size` and flagged with [`FLAG_H2_FIELDS_TRUNCATED`].

@@ -387,8 +387,16 @@ impl CaptureFile {
 
     /// The data rows of one direction of a connection, ordered by `seq`.
     pub fn chunks(&self, conn: u64, direction: &str) -> Vec<&Row> {
+        self.chunks_of("data", conn, direction)
+    }
+
+    /// The rows of `kind` (`data`, `tls_data`) of one direction of a
+    /// connection, ordered by `seq`.
+    pub fn chunks_of(&self, kind: &str, conn: u64, direction: &str) -> Vec<&Row> {
         let mut rows: Vec<&Row> = self
-            .data()
+            .rows
+            .iter()
+            .filter(|r| r.kind == kind)
             .filter(|r| r.conn_id == Some(conn) && r.direction.as_deref() == Some(direction))
             .collect();
         rows.sort_by_key(|r| r.seq);
@@ -397,10 +405,15 @@ impl CaptureFile {
 
     /// The byte stream of one direction, with the holes in it (offset, length).
     pub fn stream(&self, conn: u64, direction: &str) -> (Vec<u8>, Vec<(u64, u64)>) {
+        self.stream_of("data", conn, direction)
+    }
+
+    /// [`Self::stream`] of the rows of `kind`.
+    pub fn stream_of(&self, kind: &str, conn: u64, direction: &str) -> (Vec<u8>, Vec<(u64, u64)>) {
         let mut bytes = Vec::new();
         let mut holes = Vec::new();
         let mut pos = 0u64;
-        for r in self.chunks(conn, direction) {
+        for r in self.chunks_of(kind, conn, direction) {
             let seq = r.seq.unwrap();
             if seq > pos {
                 holes.push((pos, seq - pos));

@@ -1,0 +1,142 @@
+//! End to end, as root: the OpenSSL plaintext probes on a real HTTPS server
+//! (Python's ssl module on the system's libssl) with curl as its client.
+//! The plaintext must be recorded byte-exact as `tls_data` rows on the same
+//! connection as the encrypted syscall bytes, which stay encrypted.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{read_capture, require_root, Capture, CaptureFile, Peer};
+
+/// A self-signed certificate and key for `localhost`, made here.
+fn certificate(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+        .arg("/CN=localhost")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// Runs curl; returns what it printed (bodies only).
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl").arg("-sSk").args(args).output().expect("curl runs");
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// The connections that have rows of `kind`.
+fn conns_with(file: &CaptureFile, kind: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> =
+        file.rows.iter().filter(|r| r.kind == kind).filter_map(|r| r.conn_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn openssl_plaintext_is_recorded_byte_exact_beside_the_ciphertext() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let mut server = Peer::spawn_script("https.py", &[&cert, &key, "--plain"]);
+    let port = server.expect_number("port ");
+    let plain_port = server.expect_number("plain ");
+    let out = dir.path().join("run.parquet");
+    let pid = server.pid().to_string();
+    let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+
+    // Two requests on one TLS connection, a POST on another, and one in
+    // the clear to the same process.
+    let base = format!("https://127.0.0.1:{port}");
+    let got = curl(&["--http1.1", &format!("{base}/one"), &format!("{base}/two")]);
+    assert_eq!(got, b"hello /one\nhello /two\n");
+    let body = "a body that only TLS carries".repeat(50);
+    assert_eq!(
+        curl(&["--http1.1", "--data-binary", &body, &format!("{base}/echo")]),
+        body.as_bytes()
+    );
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{plain_port}/plain")]), b"hello /plain\n");
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(finished.stderr.contains("reading TLS plaintext from"), "{}", finished.stderr);
+
+    let file = read_capture(&out);
+    let tls = conns_with(&file, "tls_data");
+    assert_eq!(tls.len(), 2, "two TLS connections: {tls:?}");
+    let mut requests = Vec::new();
+    for &conn in &tls {
+        // The plaintext of each direction, whole and in order.
+        let (ingress, holes_in) = file.stream_of("tls_data", conn, "ingress");
+        let (egress, holes_out) = file.stream_of("tls_data", conn, "egress");
+        assert!(holes_in.is_empty() && holes_out.is_empty(), "{holes_in:?} {holes_out:?}");
+        requests.push(String::from_utf8_lossy(&ingress).into_owned());
+        assert!(egress.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&egress));
+        // The ciphertext of the same connection: a TLS handshake, and none
+        // of the plaintext.
+        let (cipher_in, _) = file.stream(conn, "ingress");
+        let (cipher_out, _) = file.stream(conn, "egress");
+        assert_eq!(&cipher_in[..2], &[0x16, 0x03], "a ClientHello starts the connection");
+        assert!(!find(&cipher_in, b"HTTP/1.1") && !find(&cipher_out, b"HTTP/1.1"));
+        if find(&ingress, b"POST /echo") {
+            // The body went through whole, as curl sent it and got it back.
+            assert!(ingress.ends_with(body.as_bytes()));
+            assert!(egress.ends_with(body.as_bytes()));
+        } else {
+            assert!(ingress.starts_with(b"GET /one HTTP/1.1\r\n"));
+            assert!(find(&ingress, b"GET /two HTTP/1.1\r\n"));
+            assert!(find(&egress, b"\r\n\r\nhello /one\n"));
+            assert!(egress.ends_with(b"\r\n\r\nhello /two\n"));
+        }
+        // Rows of the TLS library carry the process and its socket.
+        let row = file.rows.iter().find(|r| r.kind == "tls_data" && r.conn_id == Some(conn));
+        let row = row.unwrap();
+        assert_eq!(row.pid, Some(server.pid()));
+        assert!(row.remote_addr.is_some() && row.fd.is_some());
+    }
+    assert!(requests.iter().any(|r| r.starts_with("POST /echo HTTP/1.1\r\n")), "{requests:?}");
+
+    // The plain connection: bytes in the clear, no plaintext rows.
+    let plain = file.conn_with_port(plain_port).expect("the plain connection");
+    assert!(!tls.contains(&plain));
+    let (clear, _) = file.stream(plain, "ingress");
+    assert!(clear.starts_with(b"GET /plain HTTP/1.1\r\n"));
+
+    let notes: Vec<serde_json::Value> =
+        serde_json::from_str(&file.meta["podtap.binaries"]).unwrap();
+    let lib = notes.iter().find(|n| n["outcome"] == "tls_plaintext").expect("a libssl note");
+    assert!(lib["path"].as_str().unwrap().contains("libssl.so"), "{lib}");
+    assert!(lib["tls"]["functions"]["ssl_write"].is_u64(), "{lib}");
+}
+
+#[test]
+fn without_uprobes_tls_traffic_stays_encrypted() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let mut server = Peer::spawn_script("https.py", &[&cert, &key]);
+    let port = server.expect_number("port ");
+    let out = dir.path().join("run.parquet");
+    let pid = server.pid().to_string();
+    let capture = Capture::start(&["--pid", &pid, "--no-uprobes", "-o", out.to_str().unwrap()]);
+    assert_eq!(curl(&[&format!("https://127.0.0.1:{port}/secret")]), b"hello /secret\n");
+    let finished = capture.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let file = read_capture(&out);
+    assert!(conns_with(&file, "tls_data").is_empty());
+    let conn = file.conn_with_port(port).expect("the TLS connection");
+    let (cipher, _) = file.stream(conn, "ingress");
+    assert!(!cipher.is_empty() && !find(&cipher, b"/secret"));
+}
