@@ -58,6 +58,9 @@ pub struct Row<'a> {
 const LINGER_NS: i64 = 5_000_000_000;
 /// Rows between sweeps for finished connections.
 const SWEEP_EVERY: u64 = 4096;
+/// The plaintext of a TLS connection is decoded as a connection of its own,
+/// under its `conn_id` with this bit set.
+const TLS_KEY: u64 = 1 << 63;
 
 enum Proto {
     /// Not classified yet: what arrived so far, in arrival order.
@@ -74,6 +77,9 @@ enum Proto {
         switched: [bool; 2],
     },
     Http2(Box<Http2Conn>),
+    /// TLS: bytes are counted as encrypted; the plaintext, if the uprobes
+    /// read it, is decoded under the connection's TLS key.
+    Encrypted,
     /// Not HTTP: bytes are counted, nothing decoded.
     Unknown,
 }
@@ -187,7 +193,8 @@ impl<'s> Engine<'s> {
                     events: row.size,
                 });
             }
-            "data" => self.data(row),
+            "data" => self.data(row, false),
+            "tls_data" => self.data(row, true),
             "h2_headers" => self.h2_headers(row),
             "accept" | "connect" => {
                 let role = if row.kind == "accept" { Role::Server } else { Role::Client };
@@ -196,8 +203,10 @@ impl<'s> Engine<'s> {
             }
             "close" => {
                 if let Some(id) = row.conn_id {
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.closed_at = Some(row.ts);
+                    for key in [id, id | TLS_KEY] {
+                        if let Some(conn) = self.conns.get_mut(&key) {
+                            conn.closed_at = Some(row.ts);
+                        }
                     }
                 }
             }
@@ -222,11 +231,21 @@ impl<'s> Engine<'s> {
     }
 
     fn conn(&mut self, row: &Row<'_>) -> &mut Conn {
+        self.conn_keyed(row, false)
+    }
+
+    /// The connection of `row`, or with `tls` its plaintext.
+    fn conn_keyed(&mut self, row: &Row<'_>, tls: bool) -> &mut Conn {
         let id = row.conn_id.unwrap_or(0);
+        let key = if tls { id | TLS_KEY } else { id };
         let stats = &mut self.stats;
         let (processes, host) = (&self.processes, &self.host);
-        self.conns.entry(id).or_insert_with(|| {
-            stats.connections += 1;
+        self.conns.entry(key).or_insert_with(|| {
+            if tls {
+                stats.tls_plaintext_connections += 1;
+            } else {
+                stats.connections += 1;
+            }
             let own = |s: Option<&str>| s.map(str::to_string);
             Conn {
                 info: Arc::new(ConnInfo {
@@ -245,6 +264,7 @@ impl<'s> Engine<'s> {
                     pod_uid: own(row.pod_uid),
                     container: own(row.container),
                     node: own(row.node),
+                    tls,
                 }),
                 known_role: None,
                 streams: [Reassembler::new(), Reassembler::new()],
@@ -313,14 +333,27 @@ impl<'s> Engine<'s> {
         (self.sink)(x);
     }
 
-    fn data(&mut self, row: &Row<'_>) {
+    /// A `data` row, or with `tls` a `tls_data` row (plaintext).
+    fn data(&mut self, row: &Row<'_>, tls: bool) {
         let Some(dir) = row.direction else { return };
-        self.stats.data_rows += 1;
-        self.stats.bytes += row.size;
+        if tls {
+            self.stats.tls_rows += 1;
+            self.stats.tls_bytes += row.size;
+            if row.conn_id.is_none() {
+                // Plaintext of a connection no syscall was seen for: it
+                // cannot be placed in a stream.
+                self.stats.tls_unplaced_bytes += row.size;
+                return;
+            }
+        } else {
+            self.stats.data_rows += 1;
+            self.stats.bytes += row.size;
+        }
         let keep_body = self.keep_body;
         let id = row.conn_id.unwrap_or(0);
-        self.conn(row);
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let key = if tls { id | TLS_KEY } else { id };
+        self.conn_keyed(row, tls);
+        let Some(conn) = self.conns.get_mut(&key) else { return };
         // Bytes after a close: another process still holds the socket.
         conn.closed_at = None;
         let Conn { info, known_role, streams, proto, go, .. } = conn;
@@ -443,6 +476,10 @@ impl Feed<'_, '_> {
                 self.stats.http2_connections += 1;
                 Proto::Http2(Box::new(Http2Conn::new(role.or(self.known_role), preface, keep_body)))
             }
+            Verdict::Tls => {
+                self.stats.tls_connections += 1;
+                Proto::Encrypted
+            }
             Verdict::Unknown => {
                 self.stats.unknown_connections += 1;
                 Proto::Unknown
@@ -466,6 +503,11 @@ impl Feed<'_, '_> {
             Proto::Unknown => {
                 if let Piece::Data { bytes, .. } = piece {
                     self.stats.undecoded_bytes += bytes.len() as u64;
+                }
+            }
+            Proto::Encrypted => {
+                if let Piece::Data { bytes, .. } = piece {
+                    self.stats.encrypted_bytes += bytes.len() as u64;
                 }
             }
             Proto::Http2(h2) => {
@@ -584,7 +626,7 @@ impl Feed<'_, '_> {
                 self.stats.hpack_unknown_fields += h2.unknown_fields();
                 self.http2_events(h2, events);
             }
-            Proto::Detecting { .. } | Proto::Unknown => {}
+            Proto::Detecting { .. } | Proto::Unknown | Proto::Encrypted => {}
         }
     }
 

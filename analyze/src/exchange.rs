@@ -27,6 +27,8 @@ pub struct ConnInfo {
     pub pod_uid: Option<String>,
     pub container: Option<String>,
     pub node: Option<String>,
+    /// Decoded from the plaintext of a TLS connection (`tls_data` rows).
+    pub tls: bool,
 }
 
 /// One exchange (SPEC §4).

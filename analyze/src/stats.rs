@@ -57,6 +57,18 @@ pub struct Stats {
     pub hpack_unknown_fields: u64,
     /// Header blocks from the Go gRPC uprobes, and how they merged.
     pub uprobe: uprobe::Counts,
+    /// Connections whose bytes are TLS records.
+    pub tls_connections: u64,
+    /// Bytes of TLS connections, not decoded (their plaintext is, when the
+    /// uprobes read it).
+    pub encrypted_bytes: u64,
+    /// TLS connections whose plaintext the uprobes read (`tls_data` rows).
+    pub tls_plaintext_connections: u64,
+    pub tls_rows: u64,
+    /// Plaintext bytes the TLS library moved.
+    pub tls_bytes: u64,
+    /// Plaintext bytes of rows without a connection (no syscall of theirs seen).
+    pub tls_unplaced_bytes: u64,
     pub exchanges: u64,
     pub complete: u64,
     /// Exchanges by (protocol, status) — gRPC by grpc-status.
@@ -125,6 +137,12 @@ impl Stats {
         self.bad_header_blocks += other.bad_header_blocks;
         self.hpack_unknown_fields += other.hpack_unknown_fields;
         self.uprobe.add(&other.uprobe);
+        self.tls_connections += other.tls_connections;
+        self.encrypted_bytes += other.encrypted_bytes;
+        self.tls_plaintext_connections += other.tls_plaintext_connections;
+        self.tls_rows += other.tls_rows;
+        self.tls_bytes += other.tls_bytes;
+        self.tls_unplaced_bytes += other.tls_unplaced_bytes;
         self.exchanges += other.exchanges;
         self.complete += other.complete;
         for (k, v) in other.by_status {
@@ -138,7 +156,7 @@ impl Stats {
     /// The human summary printed on stdout.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{} exchange(s) on {} connection(s): {} HTTP/1, {} HTTP/2, {} not HTTP, {} without data",
             self.exchanges,
@@ -148,6 +166,10 @@ impl Stats {
             self.unknown_connections,
             self.empty_connections
         );
+        if self.tls_connections > 0 {
+            let _ = write!(s, ", {} TLS", self.tls_connections);
+        }
+        let _ = writeln!(s);
         if !self.by_status.is_empty() {
             let _ = writeln!(s, "\n  {:<8} {:<16} {:>10}", "protocol", "status", "exchanges");
             for ((protocol, status), n) in &self.by_status {
@@ -177,6 +199,24 @@ impl Stats {
             self.skipped_bytes,
             BinaryBytes(self.skipped_bytes)
         );
+        if self.tls_connections > 0 || self.tls_rows > 0 {
+            let _ = writeln!(
+                s,
+                "  TLS                    {} connection(s), {} decoded from plaintext the uprobes read ({}); {} encrypted, not decoded",
+                self.tls_connections,
+                self.tls_plaintext_connections,
+                BinaryBytes(self.tls_bytes),
+                BinaryBytes(self.encrypted_bytes),
+            );
+        }
+        if self.tls_unplaced_bytes > 0 {
+            let _ = writeln!(
+                s,
+                "  TLS plaintext          {} ({}) without a connection (no syscall of theirs seen)",
+                self.tls_unplaced_bytes,
+                BinaryBytes(self.tls_unplaced_bytes)
+            );
+        }
         if self.undecoded_bytes > 0 {
             let _ = writeln!(
                 s,

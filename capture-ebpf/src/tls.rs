@@ -111,7 +111,8 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
     // SAFETY: a plain value, copied out before the entry goes.
     let Some(call) = (unsafe { SSL_CALLS.get(id) }).copied() else { return 0 };
     let _ = SSL_CALLS.remove(id);
-    let ret: i64 = ctx.ret();
+    // All four return a C `int`: the upper half of RAX means nothing.
+    let ret = ctx.ret::<u64>() as u32 as i32 as i64;
     let moved = if call.moved != 0 {
         // SAFETY: a checked read of the caller's size_t.
         let n = unsafe { bpf_probe_read_user(call.moved as *const u64) }.unwrap_or(0);

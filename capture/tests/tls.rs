@@ -7,7 +7,25 @@ mod common;
 
 use std::{path::Path, process::Command};
 
+use analyze::{
+    engine::{self, Context},
+    exchange::Exchange,
+    input,
+    stats::Stats,
+};
 use common::{read_capture, require_root, Capture, CaptureFile, Peer};
+
+/// The exchanges of a capture, decoded in process by `analyze`.
+fn decode(path: &Path) -> (Vec<Exchange>, Stats) {
+    let captures = input::discover(&[path.display().to_string()]).expect("a capture");
+    let mut out = Vec::new();
+    let mut stats = Stats::default();
+    for capture in &captures {
+        let context = Context::of(capture, 64 * 1024);
+        stats.merge(engine::decode(capture, context, &mut |x| out.push(x), &mut |_| {}).unwrap());
+    }
+    (out, stats)
+}
 
 /// A self-signed certificate and key for `localhost`, made here.
 fn certificate(dir: &Path) -> (String, String) {
@@ -56,7 +74,8 @@ fn openssl_plaintext_is_recorded_byte_exact_beside_the_ciphertext() {
     let plain_port = server.expect_number("plain ");
     let out = dir.path().join("run.parquet");
     let pid = server.pid().to_string();
-    let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+    let capture =
+        Capture::start(&["--pid", &pid, "--max-payload", "65536", "-o", out.to_str().unwrap()]);
 
     // Two requests on one TLS connection, a POST on another, and one in
     // the clear to the same process.
@@ -119,6 +138,98 @@ fn openssl_plaintext_is_recorded_byte_exact_beside_the_ciphertext() {
     let lib = notes.iter().find(|n| n["outcome"] == "tls_plaintext").expect("a libssl note");
     assert!(lib["path"].as_str().unwrap().contains("libssl.so"), "{lib}");
     assert!(lib["tls"]["functions"]["ssl_write"].is_u64(), "{lib}");
+
+    // analyze decodes the plaintext like a plain connection, and never the
+    // ciphertext.
+    let (exchanges, stats) = decode(&out);
+    let mut seen: Vec<(String, String, u16, u64, u64, bool)> = exchanges
+        .iter()
+        .map(|x| {
+            (
+                x.method.clone().unwrap_or_default(),
+                x.path.clone().unwrap_or_default(),
+                x.status.unwrap_or(0),
+                x.request_body_size.unwrap_or(0),
+                x.response_body_size.unwrap_or(0),
+                x.conn.tls,
+            )
+        })
+        .collect();
+    seen.sort();
+    let n = body.len() as u64;
+    assert_eq!(
+        seen,
+        vec![
+            ("GET".into(), "/one".into(), 200, 0, 11, true),
+            ("GET".into(), "/plain".into(), 200, 0, 13, false),
+            ("GET".into(), "/two".into(), 200, 0, 11, true),
+            ("POST".into(), "/echo".into(), 200, n, n, true),
+        ]
+    );
+    assert!(exchanges.iter().all(|x| x.complete()), "{exchanges:?}");
+    let echo = exchanges.iter().find(|x| x.path.as_deref() == Some("/echo")).unwrap();
+    assert_eq!(echo.response_body.as_deref(), Some(body.as_bytes()));
+    assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (2, 2));
+    assert!(stats.encrypted_bytes > 0 && stats.tls_unplaced_bytes == 0);
+    assert_eq!(stats.unknown_connections, 0, "ciphertext is TLS, not 'not HTTP'");
+}
+
+#[test]
+fn http2_over_tls_decodes_from_the_plaintext() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), b"hello over h2\n").unwrap();
+    let big: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(www.join("big.txt"), &big).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // nghttpd: HTTP/2 over TLS (ALPN h2) on the system's libssl.
+    let mut nghttpd = Command::new("nghttpd")
+        .args(["-d", www.to_str().unwrap(), &port.to_string(), &key, &cert])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nghttpd runs (scripts/setup.sh installs nghttp2-server)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nghttpd did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = dir.path().join("run.parquet");
+    let pid = nghttpd.id().to_string();
+    let capture =
+        Capture::start(&["--pid", &pid, "--max-payload", "65536", "-o", out.to_str().unwrap()]);
+    let base = format!("https://127.0.0.1:{port}");
+    let got = curl(&["--http2", &format!("{base}/index.html"), &format!("{base}/big.txt")]);
+    assert_eq!(got, [&b"hello over h2\n"[..], &big].concat());
+    let finished = capture.stop();
+    let _ = nghttpd.kill();
+    let _ = nghttpd.wait();
+    assert!(finished.status.success(), "{}", finished.stderr);
+
+    let (exchanges, stats) = decode(&out);
+    let mut seen: Vec<(&str, String, u16, u64)> = exchanges
+        .iter()
+        .map(|x| {
+            (
+                x.protocol,
+                x.path.clone().unwrap_or_default(),
+                x.status.unwrap_or(0),
+                x.response_body_size.unwrap_or(0),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("http2", "/big.txt".into(), 200, big.len() as u64),
+            ("http2", "/index.html".into(), 200, 14)
+        ]
+    );
+    assert!(exchanges.iter().all(|x| x.complete() && x.conn.tls), "{exchanges:?}");
+    assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (1, 1));
 }
 
 #[test]
@@ -139,4 +250,10 @@ fn without_uprobes_tls_traffic_stays_encrypted() {
     let conn = file.conn_with_port(port).expect("the TLS connection");
     let (cipher, _) = file.stream(conn, "ingress");
     assert!(!cipher.is_empty() && !find(&cipher, b"/secret"));
+    // analyze sees a TLS connection it cannot decode, and says so.
+    let (exchanges, stats) = decode(&out);
+    assert!(exchanges.is_empty(), "{exchanges:?}");
+    assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (1, 0));
+    assert!(stats.encrypted_bytes > 0);
+    assert!(stats.summary().contains("encrypted, not decoded"));
 }

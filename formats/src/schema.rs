@@ -200,6 +200,8 @@ pub mod xcol {
     /// bytes), `uprobe` (some read from a Go gRPC process because the wire
     /// could not give them) or `both` (the uprobes confirmed the wire).
     pub const HEADERS_SOURCE: &str = "headers_source";
+    /// Decoded from the plaintext of a TLS connection, read by uprobes.
+    pub const TLS: &str = "tls";
 }
 
 /// Values of the exchange `protocol` column.
@@ -271,6 +273,7 @@ pub fn exchange_schema() -> SchemaRef {
         s(xcol::ROUTE),
         Field::new(xcol::REQUEST_WEIGHT, DataType::UInt16, true),
         s(xcol::HEADERS_SOURCE),
+        Field::new(xcol::TLS, DataType::Boolean, false),
     ]))
 }
 

@@ -101,6 +101,7 @@ struct Columns {
     route: StringBuilder,
     request_weight: UInt16Builder,
     headers_source: StringBuilder,
+    tls: BooleanBuilder,
     rows: usize,
 }
 
@@ -145,6 +146,7 @@ impl Columns {
             route: StringBuilder::new(),
             request_weight: UInt16Builder::new(),
             headers_source: StringBuilder::new(),
+            tls: BooleanBuilder::new(),
             rows: 0,
         }
     }
@@ -192,6 +194,7 @@ impl Columns {
         self.route.append_option(x.route.as_deref());
         self.request_weight.append_option(x.request_weight);
         self.headers_source.append_option(x.headers_source);
+        self.tls.append_value(x.conn.tls);
         self.rows += 1;
     }
 
@@ -235,6 +238,7 @@ impl Columns {
             Arc::new(self.route.finish()),
             Arc::new(self.request_weight.finish()),
             Arc::new(self.headers_source.finish()),
+            Arc::new(self.tls.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns).context("failed to assemble exchange rows")

@@ -28,8 +28,25 @@ pub enum Verdict {
     /// HTTP/2; `preface` when the client's preface was seen. The role may
     /// only become known from the headers.
     Http2 { role: Option<Role>, preface: bool },
+    /// TLS records: encrypted, nothing to decode (the plaintext, when the
+    /// uprobes read it, comes in `tls_data` rows).
+    Tls,
     /// Neither.
     Unknown,
+}
+
+/// Whether `bytes` start with a TLS record header: a content type
+/// (ChangeCipherSpec, Alert, Handshake, ApplicationData), version 3.x and a
+/// length a record may have.
+fn tls_record(bytes: &[u8]) -> bool {
+    match bytes {
+        [kind, 3, minor, hi, lo, ..] => {
+            (20..=23).contains(kind)
+                && *minor <= 4
+                && u16::from_be_bytes([*hi, *lo]) as usize <= 16384 + 2048
+        }
+        _ => false,
+    }
 }
 
 fn role_for_requests_in(dir: Dir) -> Role {
@@ -55,6 +72,11 @@ pub fn classify(ingress: &[u8], egress: &[u8], known_role: Option<Role>, done: b
                 return Verdict::NeedMore;
             }
         }
+    }
+    // TLS at the start of a direction (a handshake, or records of a
+    // connection joined late).
+    if dirs.iter().any(|(_, bytes)| tls_record(bytes)) {
+        return Verdict::Tls;
     }
     // A request or status line at the very start of a direction.
     for (dir, bytes) in dirs {
@@ -108,6 +130,19 @@ fn starts(kind: Kind, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tls_records_are_told_apart() {
+        // A ClientHello, and application data of a connection joined late.
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+        assert_eq!(classify(&hello, b"", None, false), Verdict::Tls);
+        let data = [0x17, 0x03, 0x03, 0x00, 0x45, 0xaa];
+        assert_eq!(classify(b"", &data, None, false), Verdict::Tls);
+        // Not TLS: a record type out of range, or an absurd length.
+        assert!(!tls_record(&[0x18, 0x03, 0x03, 0x00, 0x10]));
+        assert!(!tls_record(&[0x17, 0x03, 0x03, 0xff, 0xff]));
+        assert!(!tls_record(b"GET / HTTP/1.1"));
+    }
     use super::*;
 
     #[test]
