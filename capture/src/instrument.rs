@@ -60,6 +60,24 @@ struct Candidate {
 struct Inspected {
     candidate: Candidate,
     result: Result<Inspection, golang::InspectError>,
+    /// A TLS library built into the program, whose plaintext podtap does
+    /// not read.
+    built_in_tls: Option<&'static str>,
+}
+
+/// Looks at the program `pid` runs: Go and grpc-go, and a TLS library of
+/// its own.
+fn examine(candidate: Candidate, options: &InspectOptions) -> Inspected {
+    let path = exe_of(candidate.pid);
+    let result = golang::inspect_with(&path, options);
+    let built_in_tls = match (&result, std::fs::read(&path)) {
+        (Ok(Inspection::NotGo), Ok(data)) => tls::built_in(&data),
+        (Ok(_), Ok(data)) if golang::has_function(&data, "crypto/tls.(*Conn).Read") => {
+            Some("Go's crypto/tls")
+        }
+        _ => None,
+    };
+    Inspected { candidate, result, built_in_tls }
 }
 
 /// Looks at the binaries of target processes and attaches what fits.
@@ -123,8 +141,8 @@ impl Instrumenter {
     pub fn consider_now(&mut self, pid: u32, probes: &mut Probes) {
         self.libraries(pid, probes);
         if let Some(candidate) = self.candidate(pid) {
-            let result = golang::inspect_with(&exe_of(candidate.pid), &self.options);
-            self.settle(Inspected { candidate, result }, probes);
+            let inspected = examine(candidate, &self.options);
+            self.settle(inspected, probes);
         }
     }
 
@@ -136,8 +154,7 @@ impl Instrumenter {
         let done = self.done_tx.clone();
         let options = self.options.clone();
         let spawned = std::thread::Builder::new().name("inspect".into()).spawn(move || {
-            let result = golang::inspect_with(&exe_of(candidate.pid), &options);
-            let _ = done.send(Inspected { candidate, result });
+            let _ = done.send(examine(candidate, &options));
         });
         if let Err(e) = spawned {
             warn!("cannot inspect a program: {e}; its traffic is captured by syscalls only");
@@ -194,7 +211,13 @@ impl Instrumenter {
                 Ok(f) => {
                     info!("{who}: reading TLS plaintext from {}", lib.path);
                     note.outcome = "tls_plaintext";
-                    note.tls = Some(serde_json::json!({ "library": "OpenSSL", "functions": f }));
+                    note.tls = Some(serde_json::json!({
+                        "library": "OpenSSL",
+                        "functions": f,
+                        // No struct offsets: the socket is the one the call's
+                        // own read or write syscall used, on its thread.
+                        "socket_from": "syscall",
+                    }));
                 }
                 Err(e) => {
                     warn!("{who}: cannot read TLS plaintext from {}: {e:#}", lib.path);
@@ -207,8 +230,14 @@ impl Instrumenter {
     }
 
     fn settle(&mut self, done: Inspected, probes: &mut Probes) {
-        let Inspected { candidate: c, result } = done;
+        let Inspected { candidate: c, result, built_in_tls } = done;
         let who = format!("pid {} ({})", c.pid, c.comm);
+        if let Some(library) = built_in_tls {
+            info!(
+                "{who}: {} uses {library}, which podtap does not read: its TLS connections are recorded encrypted",
+                c.path
+            );
+        }
         let mut note = BinaryNote {
             path: c.path.clone(),
             pid: c.pid,
@@ -216,7 +245,8 @@ impl Instrumenter {
             outcome: "unsupported",
             reason: None,
             go: None,
-            tls: None,
+            tls: built_in_tls
+                .map(|library| serde_json::json!({ "library": library, "plaintext": false })),
         };
         match result {
             Err(e) => {

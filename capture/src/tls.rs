@@ -104,6 +104,23 @@ pub enum LibraryError {
     NoFunctions { path: String },
 }
 
+/// A TLS library built into the executable `data` (not Go's, which
+/// [`crate::golang::has_function`] tells): OpenSSL or BoringSSL linked
+/// statically (`SSL_write` among its symbols), or rustls. podtap does not
+/// read their plaintext.
+pub fn built_in(data: &[u8]) -> Option<&'static str> {
+    let file = object::File::parse(data).ok()?;
+    let mut rustls = false;
+    for sym in file.symbols().chain(file.dynamic_symbols()) {
+        let Ok(name) = sym.name() else { continue };
+        if sym.is_definition() && (name == "SSL_write" || name == "SSL_read") {
+            return Some("a statically linked OpenSSL or BoringSSL");
+        }
+        rustls |= name.contains("rustls");
+    }
+    rustls.then_some("rustls")
+}
+
 /// Where OpenSSL's functions are in the library at `lib`.
 pub fn openssl_functions(lib: &Library) -> Result<OpenSslFunctions, LibraryError> {
     let path = lib.path.clone();
@@ -178,6 +195,18 @@ mod tests {
         let at = f.ssl_write.unwrap() as usize;
         assert!(at < data.len());
         assert!(libraries(u32::MAX).is_empty());
+    }
+
+    #[test]
+    fn built_in_tls_libraries_are_named() {
+        // This test binary talks to Kubernetes through rustls; ls has no
+        // TLS; an object exporting SSL_write has OpenSSL in it.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(built_in(&me), Some("rustls"));
+        assert_eq!(built_in(&std::fs::read("/bin/ls").unwrap()), None);
+        let libssl = std::fs::read("/usr/lib/x86_64-linux-gnu/libssl.so.3").unwrap();
+        assert_eq!(built_in(&libssl), Some("a statically linked OpenSSL or BoringSSL"));
+        assert_eq!(built_in(b"not an ELF file"), None);
     }
 
     #[test]

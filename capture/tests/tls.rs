@@ -138,6 +138,7 @@ fn openssl_plaintext_is_recorded_byte_exact_beside_the_ciphertext() {
     let lib = notes.iter().find(|n| n["outcome"] == "tls_plaintext").expect("a libssl note");
     assert!(lib["path"].as_str().unwrap().contains("libssl.so"), "{lib}");
     assert!(lib["tls"]["functions"]["ssl_write"].is_u64(), "{lib}");
+    assert_eq!(lib["tls"]["socket_from"], "syscall", "{lib}");
 
     // analyze decodes the plaintext like a plain connection, and never the
     // ciphertext.

@@ -419,6 +419,21 @@ pub fn inspect_bytes(data: &[u8], options: &InspectOptions) -> Result<Inspection
     }))
 }
 
+/// Whether the Go program in `data` has a function named `name` (its symbol
+/// table, else `.gopclntab`): `crypto/tls.(*Conn).Read` tells a program that
+/// can speak TLS with Go's own library, whose plaintext podtap does not read.
+pub fn has_function(data: &[u8], name: &str) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(elf) = Elf::parse(data) else { return false };
+    if elf.file().symbols().any(|s| s.name() == Ok(name)) {
+        return true;
+    }
+    let Ok(Some(table)) = pclntab::Pclntab::find(&elf) else { return false };
+    let mut found = false;
+    let _ = table.for_each_function(|f, _| found |= f == name.as_bytes());
+    found
+}
+
 /// Bytes of a function's start that hold its stack check.
 const PROLOGUE_LEN: u64 = 20;
 
