@@ -230,6 +230,15 @@ fn http2_over_tls_decodes_from_the_plaintext() {
         ]
     );
     assert!(exchanges.iter().all(|x| x.complete() && x.conn.tls), "{exchanges:?}");
+    // The bodies, byte for byte as curl got them (as much as an exchange
+    // keeps of them).
+    for x in &exchanges {
+        let want: &[u8] =
+            if x.path.as_deref() == Some("/big.txt") { &big } else { b"hello over h2\n" };
+        let kept = x.response_body.as_deref().unwrap_or_default();
+        assert!(!kept.is_empty() && want.starts_with(kept), "{:?}: {} kept", x.path, kept.len());
+        assert_eq!(x.method.as_deref(), Some("GET"));
+    }
     assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (1, 1));
 }
 
