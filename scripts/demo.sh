@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The podtap demo: installs what is missing, builds, starts a small HTTP/1.1
-# service (scripts/peers/http1.py) with clients that keep it busy, and a Go
+# service (scripts/peers/http1.py) with clients that keep it busy, a Go
 # gRPC service (grpc-go) whose client connected and made 50 calls before the
-# capture starts, captures both with eBPF for a few seconds (the gRPC headers
-# HPACK hides on that old connection are read by uprobes), then analyzes the
+# capture starts, and an HTTPS service on OpenSSL; captures all three with
+# eBPF for a few seconds (the gRPC headers HPACK hides on that old connection
+# and the HTTPS plaintext are read by uprobes), then analyzes the
 # capture offline: RED on stdout, an xlsx report, the exchanges as Parquet,
 # and metrics pushed to a Pushgateway that a Prometheus scrapes (both started
 # here, from Debian's packages), with the history remote-written at the
@@ -28,7 +29,7 @@ GOCACHE=${GOCACHE:-$PWD/target/go-cache} scripts/peers/grpc/build-go-all.sh targ
 out=target/demo
 mkdir -p "$out"
 rm -rf "$out/run.parquet" "$out/run.parquet.d" "$out/exchanges.parquet" "$out/report.xlsx" "$out/run.om" \
-  "$out/prometheus-data" "$out/grpc-commands" "$out/capture.log"
+  "$out/prometheus-data" "$out/grpc-commands" "$out/capture.log" "$out/https-server.txt"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -58,7 +59,18 @@ exec 8> "$out/grpc-commands"
 until grep -q '^ready' "$out/grpc-client.txt" 2>/dev/null; do sleep 0.1; done
 echo "demo: gRPC service pid $grpc_server on 127.0.0.1:$grpc_port, its client connected and made 50 calls" >&2
 
-target/release/capture --pid "$server" --pid "$grpc_server" --duration "${seconds}s" -o "$out/run.parquet" \
+# An HTTPS service on the system's OpenSSL, with a certificate made here: its
+# plaintext is read by uprobes.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+python3 scripts/peers/https.py "$out/cert.pem" "$out/key.pem" > "$out/https-server.txt" &
+pids+=($!)
+https_server=$!
+until grep -q '^port ' "$out/https-server.txt" 2>/dev/null; do sleep 0.1; done
+https_port=$(awk '/^port / {print $2}' "$out/https-server.txt")
+echo "demo: HTTPS service pid $https_server on 127.0.0.1:$https_port" >&2
+
+target/release/capture --pid "$server" --pid "$grpc_server" --pid "$https_server" --duration "${seconds}s" -o "$out/run.parquet" \
   2> >(tee "$out/capture.log" >&2) &
 capture=$!
 until grep -q capturing "$out/capture.log" 2>/dev/null; do sleep 0.1; done
@@ -70,6 +82,14 @@ for i in 1 2 3 4; do
     "GET /" "GET /bytes/20000" "POST /echo 3000" "GET /status/404" "GET /status/503" > /dev/null &
   pids+=($!)
 done
+# HTTPS: a few connections of several requests each.
+for i in $(seq 1 8); do
+  curl -sk "https://127.0.0.1:$https_port/secure/$i" "https://127.0.0.1:$https_port/secure/$i/more" \
+    -o /dev/null -o /dev/null
+  curl -sk --data-binary "order $i" "https://127.0.0.1:$https_port/orders" -o /dev/null
+  sleep "$(python3 -c "print(${seconds} * 0.6 / 8)")"
+done &
+pids+=($!)
 # gRPC calls on the old connection: unary, server-streaming and failing.
 grpc_interval=$(python3 -c "print(${seconds} * 0.6 / 40)")
 for i in $(seq 1 40); do
