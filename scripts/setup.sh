@@ -18,7 +18,7 @@ packages=(
   prometheus prometheus-pushgateway
   golang-1.19-go golang-google-grpc-dev golang-golang-x-net-dev
   golang-goprotobuf-dev golang-google-protobuf-dev protobuf-compiler
-  openssl nghttp2-server nghttp2-client
+  openssl nghttp2-server nghttp2-client nodejs
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -121,7 +121,7 @@ fn on_data_exit(
     }
     let fd = a[0] as i32;
     let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return };
-    tls::note_syscall(sk, fd);
+    tls::note_syscall(sk, fd, direction);
 
     let size = ret as u64;
     let dir = direction as usize;

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use formats::wire::{EventKind, FLAG_NO_CONN};
+use formats::wire::{Direction, EventKind, FLAG_NO_CONN};
 
 use crate::{
     emit::{self, Source},
@@ -66,6 +66,13 @@ static SSL_CALLS: HashMap<u64, SslCall> = HashMap::with_max_entries(16384, 0);
 #[map]
 static SSL_CONNS: LruHashMap<u64, SslConn> = LruHashMap::with_max_entries(65536, 0);
 
+/// The TCP socket each thread of a target last read from, and its fd. A
+/// library that decrypts from memory (Node's TLS, on a memory BIO) reads the
+/// socket itself, then hands the bytes to `SSL_read`: for a read that made
+/// no syscall, that socket is the one.
+#[map]
+static LAST_READ: LruHashMap<u64, SslConn> = LruHashMap::with_max_entries(16384, 0);
+
 /// Entry of the four functions; the cookie says which.
 #[uprobe]
 pub fn ssl_entry(ctx: ProbeContext) -> u32 {
@@ -93,15 +100,30 @@ pub fn ssl_free(ctx: ProbeContext) -> u32 {
 
 /// Called by the syscall programs for a target's read or write on a TCP
 /// socket: if an SSL call is in progress on the thread, that is its socket.
+/// Reads are remembered for the calls that make none (see [`LAST_READ`]).
 #[inline(always)]
-pub fn note_syscall(sk: u64, fd: i32) {
-    if let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) {
+pub fn note_syscall(sk: u64, fd: i32, direction: Direction) {
+    let id = bpf_get_current_pid_tgid();
+    if let Some(call) = SSL_CALLS.get_ptr_mut(id) {
         // SAFETY: this thread's own entry.
         unsafe {
             (*call).sk = sk;
             (*call).fd = fd;
         }
+    } else if direction == Direction::Ingress && tls_loaded() {
+        let _ = LAST_READ.insert(id, SslConn { sk, fd, _pad: 0, seq: [0; 2] }, 0);
     }
+}
+
+/// Slot 0 is set by userspace once the TLS probes are attached anywhere, so
+/// the syscall programs do not keep [`LAST_READ`] for nothing.
+#[map]
+static TLS_STATE: aya_ebpf::maps::Array<u32> = aya_ebpf::maps::Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn tls_loaded() -> bool {
+    // SAFETY: a plain read of the single slot.
+    TLS_STATE.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } != 0)
 }
 
 /// Return of the four functions: the plaintext that moved.
@@ -130,6 +152,18 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
         return 0;
     }
     let dir = (call.write & 1) as usize;
+    let mut call = call;
+    // SAFETY: a plain value, copied.
+    let cached = unsafe { SSL_CONNS.get(call.ssl) }.is_some_and(|c| c.sk != 0);
+    if call.sk == 0 && dir == 0 && !cached {
+        // A read that made no syscall, on an object whose socket is not
+        // known yet: the socket this thread read last (a memory BIO).
+        // SAFETY: a plain value, copied.
+        if let Some(last) = unsafe { LAST_READ.get(id) } {
+            call.sk = last.sk;
+            call.fd = last.fd;
+        }
+    }
     let known = if call.sk != 0 {
         SslConn { sk: call.sk, fd: call.fd, _pad: 0, seq: [0; 2] }
     } else {

@@ -60,9 +60,11 @@ struct Candidate {
 struct Inspected {
     candidate: Candidate,
     result: Result<Inspection, golang::InspectError>,
-    /// A TLS library built into the program, whose plaintext podtap does
-    /// not read.
+    /// A TLS library built into the program.
     built_in_tls: Option<&'static str>,
+    /// Where OpenSSL's functions are in it, when it is OpenSSL and they
+    /// can be found.
+    built_in_openssl: Option<tls::OpenSslFunctions>,
 }
 
 /// Looks at the program `pid` runs: Go and grpc-go, and a TLS library of
@@ -70,14 +72,21 @@ struct Inspected {
 fn examine(candidate: Candidate, options: &InspectOptions) -> Inspected {
     let path = exe_of(candidate.pid);
     let result = golang::inspect_with(&path, options);
+    let mut built_in_openssl = None;
     let built_in_tls = match (&result, std::fs::read(&path)) {
-        (Ok(Inspection::NotGo), Ok(data)) => tls::built_in(&data),
+        (Ok(Inspection::NotGo), Ok(data)) => {
+            let found = tls::built_in(&data);
+            if found == Some(tls::BUILT_IN_OPENSSL) {
+                built_in_openssl = tls::functions_in(&data, candidate.path.clone()).ok();
+            }
+            found
+        }
         (Ok(_), Ok(data)) if golang::has_function(&data, "crypto/tls.(*Conn).Read") => {
             Some("Go's crypto/tls")
         }
         _ => None,
     };
-    Inspected { candidate, result, built_in_tls }
+    Inspected { candidate, result, built_in_tls, built_in_openssl }
 }
 
 /// Looks at the binaries of target processes and attaches what fits.
@@ -230,13 +239,28 @@ impl Instrumenter {
     }
 
     fn settle(&mut self, done: Inspected, probes: &mut Probes) {
-        let Inspected { candidate: c, result, built_in_tls } = done;
+        let Inspected { candidate: c, result, built_in_tls, built_in_openssl } = done;
         let who = format!("pid {} ({})", c.pid, c.comm);
-        if let Some(library) = built_in_tls {
-            info!(
+        let mut tls_note = built_in_tls
+            .map(|library| serde_json::json!({ "library": library, "plaintext": false }));
+        match (built_in_tls, built_in_openssl) {
+            (_, Some(f)) => match probes.attach_openssl(&exe_of(c.pid), &f) {
+                Ok(()) => {
+                    info!("{who}: reading TLS plaintext from the OpenSSL built into {}", c.path);
+                    tls_note = Some(serde_json::json!({
+                        "library": "OpenSSL (built in)",
+                        "plaintext": true,
+                        "functions": f,
+                        "socket_from": "syscall, else the thread's last read",
+                    }));
+                }
+                Err(e) => warn!("{who}: cannot read TLS plaintext from {}: {e:#}", c.path),
+            },
+            (Some(library), None) => info!(
                 "{who}: {} uses {library}, which podtap does not read: its TLS connections are recorded encrypted",
                 c.path
-            );
+            ),
+            (None, None) => {}
         }
         let mut note = BinaryNote {
             path: c.path.clone(),
@@ -245,8 +269,7 @@ impl Instrumenter {
             outcome: "unsupported",
             reason: None,
             go: None,
-            tls: built_in_tls
-                .map(|library| serde_json::json!({ "library": library, "plaintext": false })),
+            tls: tls_note,
         };
         match result {
             Err(e) => {

@@ -270,6 +270,12 @@ impl Probes {
         if !self.tls_loaded {
             self.load_programs(&TLS_PROGRAMS)?;
             self.load_programs(&[TLS_FREE])?;
+            let mut state: Array<&mut MapData, u32> = Array::try_from(
+                self.ebpf
+                    .map_mut("TLS_STATE")
+                    .ok_or_else(|| anyhow!("eBPF object has no map TLS_STATE"))?,
+            )?;
+            state.set(0, 1, 0).context("failed to switch the TLS socket tracking on")?;
             self.tls_loaded = true;
         }
         if let Some(offset) = f.ssl_free {

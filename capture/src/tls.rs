@@ -104,17 +104,21 @@ pub enum LibraryError {
     NoFunctions { path: String },
 }
 
+/// What an executable with OpenSSL (or BoringSSL) linked in says of it.
+pub const BUILT_IN_OPENSSL: &str = "a statically linked OpenSSL or BoringSSL";
+
 /// A TLS library built into the executable `data` (not Go's, which
 /// [`crate::golang::has_function`] tells): OpenSSL or BoringSSL linked
-/// statically (`SSL_write` among its symbols), or rustls. podtap does not
-/// read their plaintext.
+/// statically (`SSL_write` among its symbols: the plaintext probes work on
+/// it when it exports its functions), or rustls, whose plaintext podtap
+/// does not read.
 pub fn built_in(data: &[u8]) -> Option<&'static str> {
     let file = object::File::parse(data).ok()?;
     let mut rustls = false;
     for sym in file.symbols().chain(file.dynamic_symbols()) {
         let Ok(name) = sym.name() else { continue };
         if sym.is_definition() && (name == "SSL_write" || name == "SSL_read") {
-            return Some("a statically linked OpenSSL or BoringSSL");
+            return Some(BUILT_IN_OPENSSL);
         }
         rustls |= name.contains("rustls");
     }
@@ -126,7 +130,13 @@ pub fn openssl_functions(lib: &Library) -> Result<OpenSslFunctions, LibraryError
     let path = lib.path.clone();
     let data = std::fs::read(&lib.open_path)
         .map_err(|source| LibraryError::Io { path: path.clone(), source })?;
-    let file = object::File::parse(&*data)
+    functions_in(&data, path)
+}
+
+/// Where OpenSSL's functions are in the ELF file `data` (a library, or an
+/// executable with OpenSSL built in, like Node's), named `path`.
+pub fn functions_in(data: &[u8], path: String) -> Result<OpenSslFunctions, LibraryError> {
+    let file = object::File::parse(data)
         .map_err(|e| LibraryError::Elf { path: path.clone(), reason: e.to_string() })?;
     // Virtual address to file offset, through the executable segment
     // holding it.

@@ -267,3 +267,68 @@ fn without_uprobes_tls_traffic_stays_encrypted() {
     assert!(stats.encrypted_bytes > 0);
     assert!(stats.summary().contains("encrypted, not decoded"));
 }
+
+#[test]
+fn node_with_its_built_in_openssl_decrypting_from_memory() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let script = common::repo_root().join("scripts/peers/https.js");
+    let mut node = Command::new("node")
+        .arg(&script)
+        .args([&cert, &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/setup.sh installs nodejs)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(node.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let out = dir.path().join("run.parquet");
+    let pid = node.id().to_string();
+    let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+    let base = format!("https://127.0.0.1:{port}");
+    let got = curl(&["--http1.1", &format!("{base}/one"), &format!("{base}/two")]);
+    assert_eq!(got, b"hello /one\nhello /two\n");
+    assert_eq!(
+        curl(&["--data-binary", "from node's memory BIO", &format!("{base}/echo")]),
+        b"from node's memory BIO"
+    );
+    let finished = capture.stop();
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(finished.stderr.contains("reading TLS plaintext from"), "{}", finished.stderr);
+
+    // Node feeds the socket's bytes to OpenSSL through memory, so no SSL
+    // call makes a syscall: the socket comes from the thread's last read,
+    // then stays with the SSL object.
+    let (exchanges, stats) = decode(&out);
+    let mut seen: Vec<(String, String, u16)> = exchanges
+        .iter()
+        .map(|x| {
+            (
+                x.method.clone().unwrap_or_default(),
+                x.path.clone().unwrap_or_default(),
+                x.status.unwrap_or(0),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("GET".into(), "/one".into(), 200),
+            ("GET".into(), "/two".into(), 200),
+            ("POST".into(), "/echo".into(), 200),
+        ]
+    );
+    assert!(exchanges.iter().all(|x| x.complete() && x.conn.tls), "{exchanges:?}");
+    let echo = exchanges.iter().find(|x| x.path.as_deref() == Some("/echo")).unwrap();
+    assert_eq!(echo.response_body.as_deref(), Some(&b"from node's memory BIO"[..]));
+    assert_eq!(stats.tls_unplaced_bytes, 0);
+    assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (2, 2));
+}
