@@ -181,6 +181,12 @@ impl Instrumenter {
         changed
     }
 
+    /// Looks at the TLS libraries of a running target again: it may have
+    /// loaded one since it was first seen.
+    pub fn recheck_libraries(&mut self, pid: u32, probes: &mut Probes) {
+        self.libraries(pid, probes);
+    }
+
     /// Attaches the plaintext probes to the OpenSSL libraries `pid` maps, and
     /// names the TLS libraries podtap cannot read, each once.
     fn libraries(&mut self, pid: u32, probes: &mut Probes) {

@@ -56,6 +56,11 @@ const SEGMENT_EVERY: Duration = Duration::from_secs(1);
 const SEGMENT_BYTES: usize = 32 << 20;
 /// Records handled per drain before the loop looks at timers and signals.
 const DRAIN_BATCH: usize = 16384;
+/// Every this many ticks (seconds), the libraries of running targets are
+/// looked at again…
+const LIBRARY_RECHECK_TICKS: u64 = 2;
+/// …for at most this many processes.
+const LIBRARY_RECHECK_MAX: usize = 512;
 
 /// What a finished capture reports.
 #[derive(Debug)]
@@ -119,6 +124,8 @@ struct Session {
     /// Set once recording began: programs found from then on are inspected
     /// in the background.
     recording: bool,
+    /// Ticks so far, for the work done every few seconds.
+    ticks: u64,
 }
 
 /// Runs a capture to completion.
@@ -173,6 +180,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
         pod_changes,
         instrumenter: Instrumenter::new(config.uprobes, config.grpc_go_version.clone()),
         recording: false,
+        ticks: 0,
         config,
         probes,
         targets: TargetSet::default(),
@@ -498,6 +506,18 @@ impl Session {
             self.warn_once("account_lost".into(), || format!("{e:#}"));
         }
         self.rescan();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(LIBRARY_RECHECK_TICKS) {
+            // Libraries loaded after a process was first seen (Python loads
+            // libssl when it first imports ssl).
+            let live: Vec<u32> = self.targets.live().take(LIBRARY_RECHECK_MAX).collect();
+            for pid in live {
+                self.instrumenter.recheck_libraries(pid, &mut self.probes);
+            }
+            if self.instrumenter.collect(&mut self.probes) {
+                self.info.binaries = self.instrumenter.notes();
+            }
+        }
         self.cut_segment()
     }
 

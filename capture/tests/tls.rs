@@ -332,3 +332,45 @@ fn node_with_its_built_in_openssl_decrypting_from_memory() {
     assert_eq!(stats.tls_unplaced_bytes, 0);
     assert_eq!((stats.tls_connections, stats.tls_plaintext_connections), (2, 2));
 }
+
+#[test]
+fn a_library_loaded_after_the_capture_started_is_probed_too() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    // Python that maps libssl only once told to go (its ssl module is
+    // imported then).
+    let script = common::repo_root().join("scripts/peers/https.py");
+    let late = format!(
+        "import runpy, sys; print('waiting', flush=True); sys.stdin.readline(); \
+         sys.argv = ['https.py', {cert:?}, {key:?}]; runpy.run_path({:?}, run_name='__main__')",
+        script.display().to_string()
+    );
+    let mut server = Command::new("python3")
+        .args(["-c", &late])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "waiting");
+    let out = dir.path().join("run.parquet");
+    let pid = server.id().to_string();
+    let mut capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
+    std::io::Write::write_all(server.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    capture.wait_for_line("reading TLS plaintext from");
+    assert_eq!(curl(&[&format!("https://127.0.0.1:{port}/late")]), b"hello /late\n");
+    let finished = capture.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let (exchanges, _) = decode(&out);
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    assert_eq!(exchanges[0].path.as_deref(), Some("/late"));
+    assert!(exchanges[0].complete() && exchanges[0].conn.tls);
+}

@@ -78,6 +78,11 @@ impl TargetSet {
         self.live.len()
     }
 
+    /// The targets still running (as of the last [`Self::prune`]).
+    pub fn live(&self) -> impl Iterator<Item = u32> + '_ {
+        self.live.iter().copied()
+    }
+
     pub fn processes(&self) -> &[Process] {
         &self.processes
     }
