@@ -327,8 +327,7 @@ impl<'s> Engine<'s> {
     }
 
     fn emit_held(&mut self, held: Held, info: &Arc<ConnInfo>) {
-        let grpc = held.grpc || exchange::is_grpc(&held.stream);
-        let x = exchange::from_http2(*held.stream, info.clone(), held.role, grpc);
+        let x = held.into_exchange(info.clone());
         self.stats.add_exchange(&x);
         (self.sink)(x);
     }
@@ -582,14 +581,7 @@ impl Feed<'_, '_> {
                     match self.go.as_mut() {
                         Some(go) => {
                             if let Some(held) = go.stream(stream, role, grpc) {
-                                let grpc = held.grpc || exchange::is_grpc(&held.stream);
-                                let x = exchange::from_http2(
-                                    *held.stream,
-                                    self.info.clone(),
-                                    held.role,
-                                    grpc,
-                                );
-                                self.emit(x);
+                                self.emit(held.into_exchange(self.info.clone()));
                             }
                         }
                         None => {

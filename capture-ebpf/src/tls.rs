@@ -135,45 +135,22 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
     let _ = SSL_CALLS.remove(id);
     // All four return a C `int`: the upper half of RAX means nothing.
     let ret = ctx.ret::<u64>() as u32 as i32 as i64;
-    let moved = if call.moved != 0 {
+    let moved = match (call.moved, ret) {
         // SAFETY: a checked read of the caller's size_t.
-        let n = unsafe { bpf_probe_read_user(call.moved as *const u64) }.unwrap_or(0);
-        if ret == 1 {
-            n
-        } else {
-            0
-        }
-    } else if ret > 0 {
-        ret as u64
-    } else {
-        0
+        (0, ret) if ret > 0 => ret as u64,
+        (ptr, 1) if ptr != 0 => unsafe { bpf_probe_read_user(ptr as *const u64) }.unwrap_or(0),
+        _ => 0,
     };
     if moved == 0 || !recording() {
         return 0;
     }
     let dir = (call.write & 1) as usize;
-    let mut call = call;
-    // SAFETY: a plain value, copied.
-    let cached = unsafe { SSL_CONNS.get(call.ssl) }.is_some_and(|c| c.sk != 0);
-    if call.sk == 0 && dir == 0 && !cached {
-        // A read that made no syscall, on an object whose socket is not
-        // known yet: the socket this thread read last (a memory BIO).
-        // SAFETY: a plain value, copied.
-        if let Some(last) = unsafe { LAST_READ.get(id) } {
-            call.sk = last.sk;
-            call.fd = last.fd;
-        }
-    }
-    let known = if call.sk != 0 {
-        SslConn { sk: call.sk, fd: call.fd, _pad: 0, seq: [0; 2] }
-    } else {
-        SslConn { sk: 0, fd: -1, _pad: 0, seq: [0; 2] }
-    };
-    // The connection's entry, created on first sight with what this call saw.
+    // The object's entry, created on first sight.
     let entry = match SSL_CONNS.get_ptr_mut(call.ssl) {
         Some(e) => e,
         None => {
-            let _ = SSL_CONNS.insert(call.ssl, known, 0);
+            let fresh = SslConn { sk: 0, fd: -1, _pad: 0, seq: [0; 2] };
+            let _ = SSL_CONNS.insert(call.ssl, fresh, 0);
             match SSL_CONNS.get_ptr_mut(call.ssl) {
                 Some(e) => e,
                 None => return 0,
@@ -183,6 +160,16 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
     // SAFETY: the map value of this `SSL *`; calls on one SSL object are
     // serialised by its user (OpenSSL objects are not thread-safe).
     let entry = unsafe { &mut *entry };
+    let mut call = call;
+    if call.sk == 0 && dir == 0 && entry.sk == 0 {
+        // A read that made no syscall, on an object whose socket is not
+        // known yet: the socket this thread read last (a memory BIO).
+        // SAFETY: a plain value, copied.
+        if let Some(last) = unsafe { LAST_READ.get(id) } {
+            call.sk = last.sk;
+            call.fd = last.fd;
+        }
+    }
     if call.sk != 0 && call.sk != entry.sk {
         // Another socket behind the same object (its `SSL_free` was not
         // seen): a new plaintext stream.

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::{
     golang::{self, InspectOptions, Inspection},
-    probes::{GoFunctions, GoProbe, Probes},
+    probes::Probes,
     targets::local,
     tls,
 };
@@ -70,20 +70,28 @@ struct Inspected {
 /// Looks at the program `pid` runs: Go and grpc-go, and a TLS library of
 /// its own.
 fn examine(candidate: Candidate, options: &InspectOptions) -> Inspected {
-    let path = exe_of(candidate.pid);
-    let result = golang::inspect_with(&path, options);
+    let data = match golang::read_file(&exe_of(candidate.pid)) {
+        Ok(data) => data,
+        Err(e) => {
+            return Inspected {
+                candidate,
+                result: Err(e),
+                built_in_tls: None,
+                built_in_openssl: None,
+            }
+        }
+    };
+    let result = golang::inspect_bytes(&data, options);
     let mut built_in_openssl = None;
-    let built_in_tls = match (&result, std::fs::read(&path)) {
-        (Ok(Inspection::NotGo), Ok(data)) => {
+    let built_in_tls = match &result {
+        Ok(Inspection::NotGo) => {
             let found = tls::built_in(&data);
             if found == Some(tls::BUILT_IN_OPENSSL) {
                 built_in_openssl = tls::functions_in(&data, candidate.path.clone()).ok();
             }
             found
         }
-        (Ok(_), Ok(data)) if golang::has_function(&data, "crypto/tls.(*Conn).Read") => {
-            Some("Go's crypto/tls")
-        }
+        Ok(_) if golang::has_function(&data, "crypto/tls.(*Conn).Read") => Some("Go's crypto/tls"),
         _ => None,
     };
     Inspected { candidate, result, built_in_tls, built_in_openssl }
@@ -181,15 +189,10 @@ impl Instrumenter {
         changed
     }
 
-    /// Looks at the TLS libraries of a running target again: it may have
-    /// loaded one since it was first seen.
-    pub fn recheck_libraries(&mut self, pid: u32, probes: &mut Probes) {
-        self.libraries(pid, probes);
-    }
-
     /// Attaches the plaintext probes to the OpenSSL libraries `pid` maps, and
-    /// names the TLS libraries podtap cannot read, each once.
-    fn libraries(&mut self, pid: u32, probes: &mut Probes) {
+    /// names the TLS libraries podtap cannot read, each once. Called again
+    /// for running targets: they may load one later.
+    pub fn libraries(&mut self, pid: u32, probes: &mut Probes) {
         if !self.enabled {
             return;
         }
@@ -278,13 +281,13 @@ impl Instrumenter {
             tls: tls_note,
         };
         match result {
+            // The process ended before its binary was read or attached to;
+            // another process running it will be looked at again.
+            Err(_) if gone(c.pid) => {
+                self.seen.remove(&c.key);
+                return;
+            }
             Err(e) => {
-                // The process may have ended before its binary was read;
-                // another process running it will be looked at again.
-                if !std::path::Path::new(&format!("/proc/{}", c.pid)).exists() {
-                    self.seen.remove(&c.key);
-                    return;
-                }
                 warn!("{who}: cannot inspect {}: {e}; captured by syscalls only", c.path);
                 note.reason = Some(e.to_string());
             }
@@ -311,23 +314,8 @@ impl Instrumenter {
                 }));
             }
             Ok(Inspection::Instrumentable(binary)) => {
-                let (f, p) = (&binary.functions, &binary.probes);
-                let probe = |entry: Option<u64>, at: Option<u64>| {
-                    at.map(|offset| GoProbe { offset, at_branch: Some(offset) != entry })
-                };
-                let functions = GoFunctions {
-                    server_operate_headers: probe(
-                        f.server_operate_headers,
-                        p.server_operate_headers,
-                    ),
-                    client_operate_headers: probe(
-                        f.client_operate_headers,
-                        p.client_operate_headers,
-                    ),
-                    loopy_write_header: probe(f.loopy_write_header, p.loopy_write_header),
-                };
                 note.go = Some(serde_json::to_value(&binary).unwrap_or_default());
-                match probes.attach_go(&exe_of(c.pid), &functions, &binary.offsets) {
+                match probes.attach_go(&exe_of(c.pid), binary.probe_points(), &binary.offsets) {
                     Ok(()) => {
                         info!(
                             "{who}: reading gRPC headers from grpc-go {} ({}, offsets from {})",
@@ -337,7 +325,7 @@ impl Instrumenter {
                         );
                         note.outcome = "grpc_headers";
                     }
-                    Err(_) if !std::path::Path::new(&format!("/proc/{}", c.pid)).exists() => {
+                    Err(_) if gone(c.pid) => {
                         self.seen.remove(&c.key);
                         return;
                     }
@@ -351,6 +339,11 @@ impl Instrumenter {
         }
         self.notes.push(note);
     }
+}
+
+/// Whether process `pid` has ended.
+fn gone(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A path to the program `pid` runs that works from any mount namespace.

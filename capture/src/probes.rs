@@ -83,24 +83,6 @@ pub struct Probes {
     tls_loaded: bool,
 }
 
-/// Where the probes of grpc-go's header functions go in one binary (file
-/// offsets); a program that is only a client or only a server lacks the
-/// other side's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoFunctions {
-    pub server_operate_headers: Option<GoProbe>,
-    pub client_operate_headers: Option<GoProbe>,
-    pub loopy_write_header: Option<GoProbe>,
-}
-
-/// One probe point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoProbe {
-    pub offset: u64,
-    /// The point is the function's stack-check branch, not its entry.
-    pub at_branch: bool,
-}
-
 /// Formats a load failure with the verifier's explanation, which is the only
 /// useful part when a program is rejected.
 fn describe(err: ProgramError) -> anyhow::Error {
@@ -225,14 +207,17 @@ impl Probes {
 
     /// Attaches the Go header probes to the binary at `path` (one attach
     /// serves every process running it; the programs skip non-targets).
+    /// `points` are file offsets in the order of [`GO_PROGRAMS`] (a program
+    /// that is only a client or only a server lacks the other side's), each
+    /// with whether it is the function's stack-check branch.
     pub fn attach_go(
         &mut self,
         path: &Path,
-        functions: &GoFunctions,
+        points: [Option<(u64, bool)>; 3],
         offsets: &GoOffsets,
     ) -> Result<()> {
         if self.go_binaries == 0 {
-            self.load_go()?;
+            self.load_programs(&GO_PROGRAMS)?;
         }
         let slot = self.go_binaries;
         anyhow::ensure!(slot < MAX_GO_BINARIES, "more than {MAX_GO_BINARIES} Go binaries");
@@ -240,26 +225,29 @@ impl Probes {
         // The slot is used up even if an attach below fails: a probe attached
         // already must keep reading these offsets.
         self.go_binaries += 1;
-        let offsets = [
-            functions.server_operate_headers,
-            functions.client_operate_headers,
-            functions.loopy_write_header,
-        ];
-        for (name, probe) in GO_PROGRAMS.into_iter().zip(offsets) {
-            let Some(GoProbe { offset, at_branch }) = probe else { continue };
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
-                .try_into()?;
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: Some(u64::from(slot) | u64::from(at_branch) << 32),
-            };
-            prog.attach(point, path, UProbeScope::AllProcesses)
-                .map_err(describe)
-                .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+        for (name, point) in GO_PROGRAMS.into_iter().zip(points) {
+            let Some((offset, at_branch)) = point else { continue };
+            let cookie = u64::from(slot) | u64::from(at_branch) << 32;
+            self.attach_uprobe(name, path, offset, cookie)?;
         }
+        Ok(())
+    }
+
+    /// Attaches program `name` at file offset `offset` of `path`, for every
+    /// process, with `cookie`.
+    fn attach_uprobe(&mut self, name: &str, path: &Path, offset: u64, cookie: u64) -> Result<()> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+            .try_into()?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(cookie),
+        };
+        prog.attach(point, path, UProbeScope::AllProcesses)
+            .map_err(describe)
+            .with_context(|| format!("failed to attach {name} at offset {offset:#x}"))?;
         Ok(())
     }
 
@@ -279,18 +267,7 @@ impl Probes {
             self.tls_loaded = true;
         }
         if let Some(offset) = f.ssl_free {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(TLS_FREE)
-                .ok_or_else(|| anyhow!("eBPF object has no program {TLS_FREE}"))?
-                .try_into()?;
-            prog.attach(
-                UProbeAttachLocation::AbsoluteOffset(offset),
-                path,
-                UProbeScope::AllProcesses,
-            )
-            .map_err(describe)
-            .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+            self.attach_uprobe(TLS_FREE, path, offset, 0)?;
         }
         for (offset, cookie) in [
             (f.ssl_write, TLS_WRITE),
@@ -300,25 +277,10 @@ impl Probes {
         ] {
             let Some(offset) = offset else { continue };
             for name in TLS_PROGRAMS {
-                let prog: &mut UProbe = self
-                    .ebpf
-                    .program_mut(name)
-                    .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
-                    .try_into()?;
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(cookie),
-                };
-                prog.attach(point, path, UProbeScope::AllProcesses)
-                    .map_err(describe)
-                    .with_context(|| format!("failed to attach a uprobe at offset {offset:#x}"))?;
+                self.attach_uprobe(name, path, offset, cookie)?;
             }
         }
         Ok(())
-    }
-
-    fn load_go(&mut self) -> Result<()> {
-        self.load_programs(&GO_PROGRAMS)
     }
 
     fn load_programs(&mut self, names: &[&str]) -> Result<()> {

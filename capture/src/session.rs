@@ -266,7 +266,7 @@ impl Session {
         for pid in self.targets.processes().iter().map(|p| p.pid).collect::<Vec<_>>() {
             self.instrumenter.consider_now(pid, &mut self.probes);
         }
-        self.info.binaries = self.instrumenter.notes();
+        self.publish_binaries();
         self.recording = true;
         let events = self.probes.take_events()?;
         self.probes.attach_syscalls()?;
@@ -336,6 +336,12 @@ impl Session {
         for pid in self.recorder.take_execs() {
             self.instrumenter.consider(pid, &mut self.probes);
         }
+        self.publish_binaries();
+    }
+
+    /// Attaches to the programs whose inspection finished, and puts what was
+    /// found into the metadata of the segments to come.
+    fn publish_binaries(&mut self) {
         if self.instrumenter.collect(&mut self.probes) {
             self.info.binaries = self.instrumenter.notes();
         }
@@ -505,19 +511,16 @@ impl Session {
         if let Err(e) = self.account_lost() {
             self.warn_once("account_lost".into(), || format!("{e:#}"));
         }
-        self.rescan();
         self.ticks += 1;
         if self.ticks.is_multiple_of(LIBRARY_RECHECK_TICKS) {
             // Libraries loaded after a process was first seen (Python loads
-            // libssl when it first imports ssl).
+            // libssl when it first imports ssl); the rescan publishes them.
             let live: Vec<u32> = self.targets.live().take(LIBRARY_RECHECK_MAX).collect();
             for pid in live {
-                self.instrumenter.recheck_libraries(pid, &mut self.probes);
-            }
-            if self.instrumenter.collect(&mut self.probes) {
-                self.info.binaries = self.instrumenter.notes();
+                self.instrumenter.libraries(pid, &mut self.probes);
             }
         }
+        self.rescan();
         self.cut_segment()
     }
 

@@ -273,13 +273,14 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
 }
 
 /// [`inspect`] with options.
+#[cfg(test)]
 pub fn inspect_with(path: &Path, options: &InspectOptions) -> Result<Inspection, InspectError> {
     let data = read_file(path)?;
     inspect_bytes(&data, options)
 }
 
 /// Reads a whole file of at most [`MAX_FILE_SIZE`] bytes.
-fn read_file(path: &Path) -> Result<Vec<u8>, InspectError> {
+pub fn read_file(path: &Path) -> Result<Vec<u8>, InspectError> {
     let io = |source| InspectError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
@@ -432,6 +433,20 @@ pub fn has_function(data: &[u8], name: &str) -> bool {
     let mut found = false;
     let _ = table.for_each_function(|f, _| found |= f == name.as_bytes());
     found
+}
+
+impl GoBinary {
+    /// Where each probe goes, in the order of [`Target::ALL`], and whether
+    /// that is the function's stack-check branch rather than its entry.
+    pub fn probe_points(&self) -> [Option<(u64, bool)>; 3] {
+        let (f, p) = (&self.functions, &self.probes);
+        let point = |entry: Option<u64>, at: Option<u64>| at.map(|at| (at, Some(at) != entry));
+        [
+            point(f.server_operate_headers, p.server_operate_headers),
+            point(f.client_operate_headers, p.client_operate_headers),
+            point(f.loopy_write_header, p.loopy_write_header),
+        ]
+    }
 }
 
 /// Bytes of a function's start that hold its stack check.

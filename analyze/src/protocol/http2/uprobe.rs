@@ -15,10 +15,16 @@
 //! until their blocks have caught up with the wire's, or for [`HOLD_NS`] of
 //! capture time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use super::{Side, Stream};
-use crate::protocol::{header, Dir, Header, Role};
+use crate::{
+    exchange::{self, ConnInfo, Exchange},
+    protocol::{header, Dir, Header, Role},
+};
 
 /// How long (capture time) a decoded stream waits for its uprobe rows.
 pub const HOLD_NS: i64 = 1_000_000_000;
@@ -77,6 +83,15 @@ pub struct Held {
     pub role: Role,
     pub grpc: bool,
     release_at: i64,
+}
+
+impl Held {
+    /// The exchange of the (merged) stream.
+    pub fn into_exchange(self, conn: Arc<ConnInfo>) -> Exchange {
+        // Merged headers may tell gRPC where the wire alone could not.
+        let grpc = self.grpc || exchange::is_grpc(&self.stream);
+        exchange::from_http2(*self.stream, conn, self.role, grpc)
+    }
 }
 
 /// The uprobe side of one connection.
