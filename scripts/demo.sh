@@ -24,7 +24,7 @@ scripts/setup.sh
 echo "demo: building podtap (release)" >&2
 cargo build --release -q -p capture -p analyze
 echo "demo: building the Go gRPC peers" >&2
-GOCACHE=${GOCACHE:-$PWD/target/go-cache} scripts/peers/grpc/build-go-all.sh target/go-peers
+GOCACHE=${GOCACHE:-${PODTAP_CACHE:-/var/cache/podtap}/go/build-1.19} scripts/peers/grpc/build-go-all.sh target/go-peers
 
 out=target/demo
 mkdir -p "$out"

@@ -72,6 +72,17 @@ if ! "$VENV/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$KUBERNET
   "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
+# Build caches live outside the clone, in $PODTAP_CACHE (default
+# /var/cache/podtap), so that a fresh clone on a warm machine builds quickly:
+# cargo's target directory (the clone's target/ is a link to it) and the Go
+# build and module caches of the Go test peers (scripts/peers/grpc/).
+cache=${PODTAP_CACHE:-/var/cache/podtap}
+mkdir -p "$cache/target" "$cache/go"
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -e "$root/target" ] && [ ! -L "$root/target" ]; then
+  ln -s "$cache/target" "$root/target"
+fi
+
 # tracefs: the kernel's tracepoints are attached through it.
 if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
   log "mounting tracefs on /sys/kernel/tracing"

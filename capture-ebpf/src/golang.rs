@@ -12,8 +12,10 @@
 //!
 //! Only entry probes: a return probe rewrites the return address on the
 //! goroutine stack, which Go moves when it grows, and the program crashes.
-//! Arguments are in registers (Go's register ABI: RAX, RBX, RCX, RDI, RSI, …).
-//! Struct layouts differ between grpc-go versions, so every offset comes from
+//! Arguments are in registers (Go's register ABI: RAX, RBX, RCX, RDI, RSI, …),
+//! which ones depending on the function's signature in that grpc-go version.
+//! Struct layouts differ between grpc-go versions too, so every register and
+//! offset comes from
 //! [`GO_OFFSETS`], one slot per binary, the slot being the probe's attach
 //! cookie. The connection is found through the transport's `net.Conn` down to
 //! the socket's file descriptor, so the rows carry the same `conn_id` as the
@@ -28,7 +30,8 @@ use aya_ebpf::{
 };
 use formats::wire::{
     Direction, EventKind, GoOffsets, H2FieldHeader, KernelError, EVENT_HEADER_LEN,
-    FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED, FLAG_H2_LIST_TRUNCATED, FLAG_NO_CONN,
+    FLAG_H2_END_STREAM, FLAG_H2_FIELDS_TRUNCATED, FLAG_H2_LIST_TRUNCATED, FLAG_NO_CONN, GO_REG_R10,
+    GO_REG_R11, GO_REG_R8, GO_REG_R9, GO_REG_RAX, GO_REG_RBX, GO_REG_RCX, GO_REG_RDI, GO_REG_RSI,
     H2_FIELD_FAULT, H2_FIELD_HEADER_LEN, H2_FIELD_NAME_CUT, H2_FIELD_SENSITIVE, H2_FIELD_VALUE_CUT,
     MAX_GO_BINARIES, MAX_H2_FIELDS, MAX_H2_NAME, MAX_H2_VALUE, MAX_PAYLOAD_CAP,
 };
@@ -107,30 +110,73 @@ fn fd_of_conn(o: &GoOffsets, conn: u64) -> Option<i32> {
     (0..=i32::MAX as i64).contains(&sysfd).then_some(sysfd as i32)
 }
 
-/// `(*http2Server).operateHeaders`: RAX the transport, RBX the frame.
+/// The argument register with DWARF number `dwarf` (see [`GoArgs`]), one
+/// of the nine integer registers of Go's register ABI.
+#[inline(always)]
+fn reg(ctx: &ProbeContext, dwarf: u8) -> Option<u64> {
+    let r = ctx.regs;
+    // Every register is loaded at its own constant offset, and the value
+    // chosen afterwards: chosen first, the compiler computes the offset, and
+    // the verifier refuses a load from a moved context pointer.
+    // SAFETY: the context of a uprobe is the user registers.
+    let [rax, rbx, rcx, rdi, rsi, r8, r9, r10, r11] = unsafe {
+        [
+            core::ptr::read_volatile(&raw const (*r).rax),
+            core::ptr::read_volatile(&raw const (*r).rbx),
+            core::ptr::read_volatile(&raw const (*r).rcx),
+            core::ptr::read_volatile(&raw const (*r).rdi),
+            core::ptr::read_volatile(&raw const (*r).rsi),
+            core::ptr::read_volatile(&raw const (*r).r8),
+            core::ptr::read_volatile(&raw const (*r).r9),
+            core::ptr::read_volatile(&raw const (*r).r10),
+            core::ptr::read_volatile(&raw const (*r).r11),
+        ]
+    };
+    Some(match dwarf {
+        GO_REG_RAX => rax,
+        GO_REG_RBX => rbx,
+        GO_REG_RCX => rcx,
+        GO_REG_RDI => rdi,
+        GO_REG_RSI => rsi,
+        GO_REG_R8 => r8,
+        GO_REG_R9 => r9,
+        GO_REG_R10 => r10,
+        GO_REG_R11 => r11,
+        _ => return None,
+    })
+}
+
+/// `(*http2Server).operateHeaders`: the transport and the frame, in the
+/// registers [`GoArgs`] names (RAX and RBX before grpc-go 1.60, RAX and RDI
+/// since its `ctx` argument came first).
 #[uprobe]
 pub fn go_server_operate_headers(ctx: ProbeContext) -> u32 {
-    operate_headers(&ctx, |o| o.server_conn);
+    operate_headers(&ctx, |o| (o.server_conn, o.args.server_transport, o.args.server_frame));
     0
 }
 
-/// `(*http2Client).operateHeaders`: RAX the transport, RBX the frame.
+/// `(*http2Client).operateHeaders`: the transport and the frame (RAX, RBX).
 #[uprobe]
 pub fn go_client_operate_headers(ctx: ProbeContext) -> u32 {
-    operate_headers(&ctx, |o| o.client_conn);
+    operate_headers(&ctx, |o| (o.client_conn, o.args.client_transport, o.args.client_frame));
     0
 }
 
+/// `layout` gives the transport's `conn` field and the registers of the
+/// transport and the frame.
 #[inline(always)]
-fn operate_headers(ctx: &ProbeContext, conn_field: impl Fn(&GoOffsets) -> u32) {
+fn operate_headers(ctx: &ProbeContext, layout: impl Fn(&GoOffsets) -> (u32, u8, u8)) {
     if !recording() || !is_target() {
         return;
     }
     let Some(o) = offsets(ctx) else { return };
-    // SAFETY: the context of a uprobe is the user registers.
-    let (transport, frame) = unsafe { ((*ctx.regs).rax, (*ctx.regs).rbx) };
+    let (conn_field, transport_reg, frame_reg) = layout(o);
+    let (Some(transport), Some(frame)) = (reg(ctx, transport_reg), reg(ctx, frame_reg)) else {
+        count_error(KernelError::GoArgs);
+        return;
+    };
     // The interface's second word is its data pointer.
-    let fd = user::<u64>(transport + conn_field(o) as u64 + 8).and_then(|c| fd_of_conn(o, c));
+    let fd = user::<u64>(transport + conn_field as u64 + 8).and_then(|c| fd_of_conn(o, c));
     let Some(headers) = user::<u64>(frame + o.meta_headers as u64) else { return };
     let frame_flags: u8 = user(headers + o.frame_flags as u64).unwrap_or(0);
     let stream_id: u32 = user(headers + o.frame_stream_id as u64).unwrap_or(0);
@@ -145,19 +191,27 @@ fn operate_headers(ctx: &ProbeContext, conn_field: impl Fn(&GoOffsets) -> u32) {
     emit_headers(o, fd, Direction::Ingress, stream_id, fields, flags);
 }
 
-/// `(*loopyWriter).writeHeader`: RAX the writer, RBX the stream id, RCX
-/// end-of-stream, RDI/RSI the field slice's pointer and length.
+/// `(*loopyWriter).writeHeader`: the writer, the stream id, end-of-stream
+/// and the field slice's pointer and length, in the registers [`GoArgs`]
+/// names (RAX, RBX, RCX, RDI and RSI in every grpc-go so far).
 #[uprobe]
 pub fn go_loopy_write_header(ctx: ProbeContext) -> u32 {
     if !recording() || !is_target() {
         return 0;
     }
     let Some(o) = offsets(&ctx) else { return 0 };
-    // SAFETY: the context of a uprobe is the user registers.
-    let (loopy, stream_id, end_stream, ptr, len) = unsafe {
-        let r = &*ctx.regs;
-        (r.rax, r.rbx as u32, r.rcx as u8, r.rdi, r.rsi)
+    let a = &o.args;
+    let (Some(loopy), Some(stream_id), Some(end_stream), Some(ptr), Some(len)) = (
+        reg(&ctx, a.loopy_writer),
+        reg(&ctx, a.loopy_stream_id),
+        reg(&ctx, a.loopy_end_stream),
+        reg(&ctx, a.loopy_fields_ptr),
+        reg(&ctx, a.loopy_fields_len),
+    ) else {
+        count_error(KernelError::GoArgs);
+        return 0;
     };
+    let (stream_id, end_stream) = (stream_id as u32, end_stream as u8);
     let fd = user::<u64>(loopy + o.loopy_framer as u64)
         .and_then(|framer| user::<u64>(framer + o.framer_writer as u64))
         .and_then(|writer| user::<u64>(writer + o.bufwriter_conn as u64 + 8))

@@ -22,7 +22,8 @@ use formats::wire::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CAP};
 #[command(after_help = "Examples:\n  capture --ns wyw --duration 5m -o run.parquet\n  \
     capture --ns shop -l app=cart --container server -o run.parquet\n  \
     capture --pid 4242 --duration 30s -o run.parquet\n  \
-    capture --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service -o run.parquet\n\n\
+    capture --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service -o run.parquet\n  \
+    capture --inspect /usr/local/bin/my-grpc-server\n\n\
     Exit codes: 0 ok, 1 capture failed, 2 bad usage.")]
 pub struct Args {
     /// Pods of this namespace that run on this node (Kubernetes API).
@@ -64,8 +65,8 @@ pub struct Args {
     pub duration: Option<Duration>,
 
     /// The capture file to write (Parquet).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "FILE", required_unless_present = "inspect")]
+    pub output: Option<PathBuf>,
 
     /// Payload bytes kept per syscall event; `size` always holds the true length.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PAYLOAD)]
@@ -91,6 +92,15 @@ pub struct Args {
     /// No progress line and no summary; errors are still printed.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Capture nothing: print, one JSON line per executable, what capture
+    /// would do with it (Go and grpc-go versions, where the header probes
+    /// go, the offsets and registers they read and where those came from, or
+    /// why it would not probe it), then exit. Needs no root.
+    #[arg(long, value_name = "EXECUTABLE", num_args = 1.., conflicts_with_all = [
+        "namespace", "pods", "selector", "containers", "pids", "cgroups", "duration", "output",
+    ])]
+    pub inspect: Vec<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -123,6 +133,15 @@ pub struct Config {
     pub quiet: bool,
 }
 
+/// What the command line asks for.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// A capture.
+    Capture(Box<Config>),
+    /// `--inspect`: executables to look at.
+    Inspect { files: Vec<PathBuf>, grpc_go_version: Option<String> },
+}
+
 /// A usage error: the command line asks for something impossible (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -130,8 +149,22 @@ pub struct UsageError(pub String);
 
 impl Args {
     /// Checks everything that can be checked without touching the kernel.
-    pub fn validate(self) -> Result<Config, UsageError> {
+    pub fn validate(self) -> Result<Command, UsageError> {
         let usage = |msg: String| Err(UsageError(msg));
+        if let Some(v) = &self.grpc_go_version {
+            if crate::golang::GrpcVersion::parse(v).is_none() {
+                return usage(format!("--grpc-go-version must look like 1.33.3, got `{v}`"));
+            }
+        }
+        if !self.inspect.is_empty() {
+            return Ok(Command::Inspect {
+                files: self.inspect,
+                grpc_go_version: self.grpc_go_version,
+            });
+        }
+        let Some(output) = self.output else {
+            return usage("--output FILE is required".into());
+        };
         if self.namespace.is_none() {
             for (flag, given) in [
                 ("--pod", !self.pods.is_empty()),
@@ -182,25 +215,20 @@ impl Args {
                 self.ring_buffer_size
             ));
         }
-        check_output(&self.output)?;
-        if let Some(v) = &self.grpc_go_version {
-            if crate::golang::GrpcVersion::parse(v).is_none() {
-                return usage(format!("--grpc-go-version must look like 1.33.3, got `{v}`"));
-            }
-        }
+        check_output(&output)?;
         let mut pids = self.pids;
         pids.sort_unstable();
         pids.dedup();
-        Ok(Config {
+        Ok(Command::Capture(Box::new(Config {
             targets: TargetSpec { pids, cgroups: self.cgroups, pods },
             duration: self.duration,
-            output: self.output,
+            output,
             max_payload: self.max_payload,
             ring_buffer_size: self.ring_buffer_size,
             uprobes: !self.no_uprobes,
             grpc_go_version: self.grpc_go_version,
             quiet: self.quiet,
-        })
+        })))
     }
 }
 
@@ -246,10 +274,33 @@ fn check_output(output: &Path) -> Result<(), UsageError> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config, String> {
+    fn command(args: &[&str]) -> Result<Command, String> {
         let args = Args::try_parse_from(std::iter::once("capture").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
         args.validate().map_err(|e| e.to_string())
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        match command(args)? {
+            Command::Capture(config) => Ok(*config),
+            other => panic!("not a capture: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inspect_needs_no_target_and_no_output() {
+        let Command::Inspect { files, grpc_go_version } =
+            command(&["--inspect", "/bin/a", "--inspect", "/bin/b", "--grpc-go-version", "1.60.1"])
+                .unwrap()
+        else {
+            panic!("not inspect")
+        };
+        assert_eq!(files, [PathBuf::from("/bin/a"), PathBuf::from("/bin/b")]);
+        assert_eq!(grpc_go_version.as_deref(), Some("1.60.1"));
+        let e = command(&["--inspect", "/bin/a", "--pid", "1"]).unwrap_err();
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = command(&["--inspect", "/bin/a", "--grpc-go-version", "x"]).unwrap_err();
+        assert!(e.contains("--grpc-go-version must look like"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod golang;
+mod inspect;
 mod instrument;
 mod kernel;
 mod output;
@@ -23,7 +24,7 @@ use tracing_indicatif::IndicatifLayer;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
 use crate::{
-    cli::Args,
+    cli::{Args, Command},
     progress::{bytes, thousands},
     session::Summary,
     targets::{k8s::api::K8sError, local::TargetError},
@@ -62,6 +63,12 @@ fn print_summary(s: &Summary) {
     if st.h2_headers > 0 {
         eprintln!("gRPC header blocks read by uprobes: {}", thousands(st.h2_headers));
     }
+    if st.h2_rejected > 0 {
+        eprintln!(
+            "gRPC header blocks dropped by the checks on what the probes read: {}",
+            thousands(st.h2_rejected)
+        );
+    }
     if !s.kernel_errors.is_empty() {
         let list: Vec<String> = s.kernel_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("not fully recorded: {}", list.join(", "));
@@ -77,7 +84,14 @@ fn main() -> ExitCode {
     let quiet = args.quiet;
     init_tracing(quiet);
     let config = match args.validate() {
-        Ok(config) => config,
+        Ok(Command::Capture(config)) => *config,
+        Ok(Command::Inspect { files, grpc_go_version }) => {
+            return if inspect::run(&files, grpc_go_version) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

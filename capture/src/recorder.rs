@@ -20,6 +20,7 @@ use formats::{
 };
 
 use crate::{
+    golang::sanity,
     kernel::clock::WallClock,
     output::rows::{Identity, Row, RowBuffer},
 };
@@ -39,6 +40,9 @@ pub struct Stats {
     pub malformed: u64,
     /// `h2_headers` rows: header frames read from Go gRPC processes.
     pub h2_headers: u64,
+    /// Header blocks the probes read that failed the checks of
+    /// [`sanity`] and were dropped.
+    pub h2_rejected: u64,
     /// Plaintext bytes read from TLS libraries (`tls_data` rows).
     pub tls_bytes: u64,
 }
@@ -204,7 +208,7 @@ impl Recorder {
             }
         };
         let fields: Vec<H2Field<'_>> = if rec.kind == EventKind::H2Headers {
-            match rec.h2_fields() {
+            let fields = match rec.h2_fields() {
                 Ok(fields) => fields,
                 Err(e) => {
                     self.stats.malformed += 1;
@@ -213,7 +217,20 @@ impl Recorder {
                     }
                     return;
                 }
+            };
+            if let Err(why) = sanity::check(h.seq as u32, h.size, &fields) {
+                self.stats.h2_rejected += 1;
+                if self.stats.h2_rejected == 1 {
+                    tracing::warn!(
+                        pid = h.pid,
+                        "dropped a header block read by the Go probes: it has {} (counted in \
+                         podtap.rejected_header_blocks; more are not logged)",
+                        why.describe()
+                    );
+                }
+                return;
             }
+            fields
         } else {
             Vec::new()
         };

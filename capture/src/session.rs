@@ -414,6 +414,7 @@ impl Session {
         Totals {
             lost_events: stats.lost,
             malformed_records: stats.malformed,
+            rejected_header_blocks: stats.h2_rejected,
             kernel_errors: self.errors.totals,
         }
     }

@@ -12,217 +12,18 @@
 mod common;
 
 use std::{
-    fs,
     io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    sync::OnceLock,
+    process::{Command, Stdio},
 };
 
-use analyze::{
-    engine::{self, Context},
-    exchange::Exchange,
-    input,
-    stats::Stats,
+use analyze::{exchange::Exchange, stats::Stats};
+use common::{
+    go::{
+        assert_calls, binaries, binary_note, decode, go_peers, grpc_of, make, syscalls_only, Call,
+        GoPeer, SAY_HELLO, SAY_HELLO_STREAM,
+    },
+    require_root, Capture,
 };
-use arrow_array::{cast::AsArray, types::Int32Type, BooleanArray};
-use common::{require_root, Capture};
-use parquet::{
-    arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ArrowWriter},
-    file::properties::WriterProperties,
-};
-
-const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
-const SAY_HELLO_STREAM: &str = "/helloworld.Greeter/SayHelloStream";
-const SAY_HELLO_ERROR: &str = "/helloworld.Greeter/SayHelloError";
-
-/// The Go peers, built once per test run.
-fn go_peers() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-peers");
-        let script = common::repo_root().join("scripts/peers/grpc/build-go-all.sh");
-        let status = Command::new(script)
-            .arg(&dir)
-            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
-            .status()
-            .expect("build-go-all.sh runs");
-        assert!(status.success(), "building the Go peers failed: {status}");
-        dir
-    })
-}
-
-/// A running Go peer, scripted over stdin and stdout.
-struct GoPeer {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    stdin: ChildStdin,
-}
-
-impl GoPeer {
-    fn spawn(binary: &str, args: &[String]) -> GoPeer {
-        let mut child = Command::new(go_peers().join(binary))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{binary} runs: {e}"));
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let stdin = child.stdin.take().unwrap();
-        GoPeer { child, stdout, stdin }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).unwrap();
-        assert!(n > 0, "the Go peer exited");
-        line.trim_end().to_string()
-    }
-
-    /// A server listening on a free port; returns it and the port.
-    fn server(binary: &str) -> (GoPeer, u16) {
-        let mut peer = GoPeer::spawn(binary, &[]);
-        let line = peer.line();
-        let port = line.strip_prefix("port ").and_then(|p| p.parse().ok());
-        (peer, port.unwrap_or_else(|| panic!("bad line {line:?}")))
-    }
-
-    /// A client with one connection per port, each used `warmup` times.
-    fn client(binary: &str, ports: &[u16], warmup: u32) -> GoPeer {
-        let mut args: Vec<String> =
-            ports.iter().flat_map(|p| ["-addr".into(), format!("127.0.0.1:{p}")]).collect();
-        args.extend(["-warmup".into(), warmup.to_string()]);
-        let mut peer = GoPeer::spawn(binary, &args);
-        assert_eq!(peer.line(), "ready");
-        peer
-    }
-
-    /// Runs one scripted call; returns the client's answer.
-    fn call(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        let answer = self.line();
-        assert!(answer.starts_with("ok "), "{command}: {answer}");
-        answer
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for GoPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A call as the client made it: path, grpc-status and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Call {
-    path: &'static str,
-    grpc_status: i32,
-    message: Option<String>,
-}
-
-impl Call {
-    fn ok(path: &'static str) -> Call {
-        Call { path, grpc_status: 0, message: None }
-    }
-
-    fn not_found(name: &str) -> Call {
-        Call {
-            path: SAY_HELLO_ERROR,
-            grpc_status: 5,
-            message: Some(format!("no greeting for {name}: 100% gone")),
-        }
-    }
-}
-
-/// Makes `command` and checks the client's own account of it against `call`.
-fn make(client: &mut GoPeer, command: &str, call: &Call) {
-    let answer = client.call(command);
-    assert!(answer.contains(call.path), "{answer}");
-    assert!(answer.contains(&format!("code={}", call.grpc_status)), "{answer}");
-    if let Some(m) = &call.message {
-        assert!(answer.ends_with(&format!("message={m}")), "{answer}");
-    }
-}
-
-/// The exchanges of a capture, decoded in process by `analyze`.
-fn decode(path: &Path) -> (Vec<Exchange>, Stats) {
-    let captures = input::discover(&[path.display().to_string()]).expect("a capture");
-    let mut out = Vec::new();
-    let mut stats = Stats::default();
-    for capture in &captures {
-        // What `analyze` keeps by default (`--body-bytes`).
-        let context = Context::of(capture, 16 * 1024);
-        stats.merge(engine::decode(capture, context, &mut |x| out.push(x), &mut |_| {}).unwrap());
-    }
-    (out, stats)
-}
-
-/// A copy of a capture without its `h2_headers` rows: what the syscalls
-/// alone recorded.
-fn syscalls_only(src: &Path, dst: &Path) -> usize {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(src).unwrap()).unwrap();
-    let meta = builder.metadata().file_metadata().key_value_metadata().cloned();
-    let schema = builder.schema().clone();
-    let props = WriterProperties::builder().set_key_value_metadata(meta).build();
-    let mut writer = ArrowWriter::try_new(fs::File::create(dst).unwrap(), schema, Some(props))
-        .expect("a writer");
-    let mut removed = 0;
-    for batch in builder.build().unwrap() {
-        let batch = batch.unwrap();
-        let kinds = batch.column_by_name("kind").unwrap().as_dictionary::<Int32Type>();
-        let names = kinds.values().as_string::<i32>();
-        let keep: BooleanArray = (0..batch.num_rows())
-            .map(|i| Some(names.value(kinds.keys().value(i) as usize) != "h2_headers"))
-            .collect();
-        removed += keep.iter().filter(|k| *k == Some(false)).count();
-        writer.write(&arrow_select::filter::filter_record_batch(&batch, &keep).unwrap()).unwrap();
-    }
-    writer.close().unwrap();
-    removed
-}
-
-/// The capture's `podtap.binaries` metadata.
-fn binaries(path: &Path) -> Vec<serde_json::Value> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
-    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    let value = kv.iter().find(|kv| kv.key == "podtap.binaries").and_then(|kv| kv.value.clone());
-    serde_json::from_str(&value.expect("podtap.binaries is recorded")).unwrap()
-}
-
-/// The gRPC exchanges of one target process, in stream order.
-fn grpc_of(exchanges: &[Exchange], pid: u32) -> Vec<&Exchange> {
-    let mut out: Vec<&Exchange> =
-        exchanges.iter().filter(|x| x.conn.pid == Some(pid) && x.protocol == "grpc").collect();
-    out.sort_by_key(|x| (x.conn.conn_id, x.stream_id));
-    out
-}
-
-fn assert_calls(got: &[&Exchange], calls: &[Call], what: &str) {
-    let seen: Vec<Call> = got
-        .iter()
-        .map(|x| Call {
-            path: [SAY_HELLO, SAY_HELLO_STREAM, SAY_HELLO_ERROR]
-                .into_iter()
-                .find(|p| x.path.as_deref() == Some(*p))
-                .unwrap_or("?"),
-            grpc_status: x.grpc_status.unwrap_or(-1),
-            message: x.grpc_message.clone(),
-        })
-        .collect();
-    assert_eq!(seen, calls, "{what}");
-    for x in got {
-        assert_eq!(x.status, Some(200), "{what}: {x:?}");
-        assert!(x.complete(), "{what}: incomplete: {:?}", x.issues);
-        assert_eq!(x.headers_source, Some("uprobe"), "{what}");
-    }
-}
 
 /// The same exchanges decoded from the syscalls alone: the HPACK state from
 /// before the capture hides what the warm-up indexed.
@@ -240,13 +41,6 @@ fn assert_gap(got: &[&Exchange], stats: &Stats, calls: &[Call], what: &str) {
     }
 }
 
-fn binary_note<'a>(notes: &'a [serde_json::Value], binary: &str) -> &'a serde_json::Value {
-    notes
-        .iter()
-        .find(|n| n["path"].as_str().is_some_and(|p| p.ends_with(&format!("/{binary}"))))
-        .unwrap_or_else(|| panic!("no note for {binary} in {notes:?}"))
-}
-
 #[test]
 fn a_go_server_on_a_long_lived_connection_decodes_every_call() {
     require_root();
@@ -255,8 +49,8 @@ fn a_go_server_on_a_long_lived_connection_decodes_every_call() {
     {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run.parquet");
-        let (server, port) = GoPeer::server(server_binary);
-        let mut client = GoPeer::client("grpc-client", &[port], 50);
+        let (server, port) = GoPeer::server(&go_peers().join(server_binary));
+        let mut client = GoPeer::client(&go_peers().join("grpc-client"), &[port], 50);
 
         let pid = server.pid().to_string();
         let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
@@ -307,12 +101,12 @@ fn a_go_server_on_a_long_lived_connection_decodes_every_call() {
 #[test]
 fn a_go_client_keeps_its_two_connections_apart() {
     require_root();
-    let (_server, port) = GoPeer::server("grpc-server");
+    let (_server, port) = GoPeer::server(&go_peers().join("grpc-server"));
     for client_binary in ["grpc-client", "grpc-client-stripped", "grpc-client-vendored"] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run.parquet");
         // Two connections to the same server: their stream ids coincide.
-        let mut client = GoPeer::client(client_binary, &[port, port], 20);
+        let mut client = GoPeer::client(&go_peers().join(client_binary), &[port, port], 20);
         let pid = client.pid().to_string();
         let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
         let first = [("unary 0 ann", Call::ok(SAY_HELLO)), ("unary 0 cat", Call::ok(SAY_HELLO))];
@@ -359,7 +153,7 @@ fn programs_without_grpc_go_are_captured_by_syscalls_with_one_notice() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.parquet");
-    let (go_plain, go_port) = GoPeer::server("go-plain");
+    let (go_plain, go_port) = GoPeer::server(&go_peers().join("go-plain"));
     let (python, py_port) = common::Peer::server(&[]);
     let (gp, pp) = (go_plain.pid().to_string(), python.pid().to_string());
     let capture = Capture::start(&["--pid", &gp, "--pid", &pp, "-o", out.to_str().unwrap()]);
@@ -402,8 +196,8 @@ fn a_go_binary_podtap_cannot_instrument_is_named_once_and_captured_by_syscalls()
     let out = dir.path().join("run.parquet");
     // Built in GOPATH mode and stripped: no DWARF, and no grpc-go version
     // anywhere to look the offsets up by.
-    let (server, port) = GoPeer::server("grpc-server-gopath-stripped");
-    let mut client = GoPeer::client("grpc-client", &[port], 5);
+    let (server, port) = GoPeer::server(&go_peers().join("grpc-server-gopath-stripped"));
+    let mut client = GoPeer::client(&go_peers().join("grpc-client"), &[port], 5);
     let pid = server.pid().to_string();
     let capture = Capture::start(&["--pid", &pid, "-o", out.to_str().unwrap()]);
     make(&mut client, "unary 0 gil", &Call::ok(SAY_HELLO));
@@ -450,11 +244,12 @@ fn one_binary_run_by_two_targets_is_attached_once_and_others_are_not_recorded() 
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.parquet");
-    let (a, port_a) = GoPeer::server("grpc-server");
-    let (b, port_b) = GoPeer::server("grpc-server");
+    let (a, port_a) = GoPeer::server(&go_peers().join("grpc-server"));
+    let (b, port_b) = GoPeer::server(&go_peers().join("grpc-server"));
     // Runs the same program, but is no target.
-    let (other, port_other) = GoPeer::server("grpc-server");
-    let mut client = GoPeer::client("grpc-client", &[port_a, port_b, port_other], 10);
+    let (other, port_other) = GoPeer::server(&go_peers().join("grpc-server"));
+    let mut client =
+        GoPeer::client(&go_peers().join("grpc-client"), &[port_a, port_b, port_other], 10);
     let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
     let capture = Capture::start(&["--pid", &pa, "--pid", &pb, "-o", out.to_str().unwrap()]);
     for conn in 0..3 {
@@ -502,7 +297,7 @@ fn a_target_that_execs_a_go_program_gets_the_probes_and_both_sources_agree() {
 
     // A connection opened during the capture: the wire decodes all of it,
     // and the uprobes must say the same.
-    let mut client = GoPeer::client("grpc-client", &[port], 0);
+    let mut client = GoPeer::client(&go_peers().join("grpc-client"), &[port], 0);
     let calls = [
         ("unary 0 kim", Call::ok(SAY_HELLO)),
         ("stream 0 lu 2", Call::ok(SAY_HELLO_STREAM)),
@@ -534,8 +329,8 @@ fn no_uprobes_captures_by_syscalls_only() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.parquet");
-    let (server, port) = GoPeer::server("grpc-server");
-    let mut client = GoPeer::client("grpc-client", &[port], 5);
+    let (server, port) = GoPeer::server(&go_peers().join("grpc-server"));
+    let mut client = GoPeer::client(&go_peers().join("grpc-client"), &[port], 5);
     let pid = server.pid().to_string();
     let capture = Capture::start(&["--pid", &pid, "--no-uprobes", "-o", out.to_str().unwrap()]);
     make(&mut client, "unary 0 fay", &Call::ok(SAY_HELLO));

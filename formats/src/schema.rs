@@ -37,6 +37,9 @@ pub mod meta {
     pub const KERNEL_ERRORS: &str = "podtap.kernel_errors";
     /// Ring buffer records the writer could not parse and dropped.
     pub const MALFORMED_RECORDS: &str = "podtap.malformed_records";
+    /// Header blocks read by the Go header probes that failed capture's
+    /// checks (an odd stream id, valid field names ...) and were dropped.
+    pub const REJECTED_HEADER_BLOCKS: &str = "podtap.rejected_header_blocks";
     /// `"complete"` for a finished capture, `"segment"` for a part written while
     /// the capture was running (see the crash-safety notes in SPEC §3).
     pub const STATE: &str = "podtap.state";

@@ -163,9 +163,9 @@ const _: () = assert!(
 );
 
 /// Where grpc-go and the Go runtime keep what the header uprobes read, for one
-/// binary: byte offsets of struct fields, from the binary's DWARF or from
-/// podtap's table of known grpc-go versions. Arguments arrive in registers
-/// (Go's register ABI, Go >= 1.17 on amd64).
+/// binary: byte offsets of struct fields and the registers of the probed
+/// functions' arguments (Go's register ABI, Go >= 1.17 on amd64), from the
+/// binary's DWARF or from podtap's table of known grpc-go versions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
@@ -203,9 +203,59 @@ pub struct GoOffsets {
     pub field_value: u32,
     /// `hpack.HeaderField.Sensitive` (`bool`).
     pub field_sensitive: u32,
+    /// The registers the probed functions' arguments are in.
+    pub args: GoArgs,
 }
 
-const _: () = assert!(core::mem::size_of::<GoOffsets>() == 16 * 4);
+const _: () = assert!(core::mem::size_of::<GoOffsets>() == 16 * 4 + GO_ARGS_LEN);
+
+/// The registers, as DWARF numbers for x86-64 ([`GO_REG_RAX`] ...), that hold
+/// the probed grpc-go functions' arguments at their entry: the register ABI
+/// gives each word of an argument the next free integer register, so one
+/// more argument before a probed one (grpc-go 1.60 gave
+/// `(*http2Server).operateHeaders` a `ctx`) moves it to another register.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+pub struct GoArgs {
+    /// `(*http2Server).operateHeaders`: the receiver.
+    pub server_transport: u8,
+    /// `(*http2Server).operateHeaders`: `frame *http2.MetaHeadersFrame`.
+    pub server_frame: u8,
+    /// `(*http2Client).operateHeaders`: the receiver.
+    pub client_transport: u8,
+    /// `(*http2Client).operateHeaders`: `frame *http2.MetaHeadersFrame`.
+    pub client_frame: u8,
+    /// `(*loopyWriter).writeHeader`: the receiver.
+    pub loopy_writer: u8,
+    /// `(*loopyWriter).writeHeader`: `streamID uint32`.
+    pub loopy_stream_id: u8,
+    /// `(*loopyWriter).writeHeader`: `endStream bool`.
+    pub loopy_end_stream: u8,
+    /// `(*loopyWriter).writeHeader`: `hf []hpack.HeaderField`, its data pointer.
+    pub loopy_fields_ptr: u8,
+    /// `(*loopyWriter).writeHeader`: `hf`'s length.
+    pub loopy_fields_len: u8,
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub _pad: [u8; 3],
+}
+
+/// Size of [`GoArgs`] on the wire.
+pub const GO_ARGS_LEN: usize = 12;
+const _: () = assert!(core::mem::size_of::<GoArgs>() == GO_ARGS_LEN);
+
+/// DWARF register numbers of x86-64 (System V psABI, table 3.36) for the
+/// integer registers of Go's register ABI, in the ABI's order: RAX, RBX,
+/// RCX, RDI, RSI, R8, R9, R10, R11.
+pub const GO_REG_RAX: u8 = 0;
+pub const GO_REG_RBX: u8 = 3;
+pub const GO_REG_RCX: u8 = 2;
+pub const GO_REG_RDI: u8 = 5;
+pub const GO_REG_RSI: u8 = 4;
+pub const GO_REG_R8: u8 = 8;
+pub const GO_REG_R9: u8 = 9;
+pub const GO_REG_R10: u8 = 10;
+pub const GO_REG_R11: u8 = 11;
 
 /// Slots of the map of per-binary [`GoOffsets`]; the uprobes of a binary carry
 /// its slot as their attach cookie.
@@ -362,15 +412,24 @@ pub enum KernelError {
     TargetsFull = 3,
     /// More than [`MAX_IOVECS`] iovecs; the payload is short.
     IovLimit = 4,
+    /// A Go header probe was given an argument register it cannot read; the
+    /// header block was not recorded.
+    GoArgs = 5,
 }
 
 /// Number of slots in the error counter map.
-pub const KERNEL_ERROR_SLOTS: u32 = 5;
+pub const KERNEL_ERROR_SLOTS: u32 = 6;
 
 impl KernelError {
     /// All slots, in map order.
-    pub const ALL: [KernelError; KERNEL_ERROR_SLOTS as usize] =
-        [Self::RingFull, Self::PayloadFault, Self::ConnsFull, Self::TargetsFull, Self::IovLimit];
+    pub const ALL: [KernelError; KERNEL_ERROR_SLOTS as usize] = [
+        Self::RingFull,
+        Self::PayloadFault,
+        Self::ConnsFull,
+        Self::TargetsFull,
+        Self::IovLimit,
+        Self::GoArgs,
+    ];
 
     /// Stable name used in metadata and summaries.
     pub const fn name(self) -> &'static str {
@@ -380,6 +439,7 @@ impl KernelError {
             Self::ConnsFull => "conns_full",
             Self::TargetsFull => "targets_full",
             Self::IovLimit => "iov_limit",
+            Self::GoArgs => "go_args",
         }
     }
 }

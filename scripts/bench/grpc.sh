@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What reading gRPC headers with uprobes costs a Go server, measured side by
 # side in one run: h2load makes unary SayHello calls to the grpc-go server of
-# scripts/peers/grpc/ (Go 1.19, grpc-go 1.33.3) for a fixed time, in turns
+# scripts/peers/grpc/go/ (built by Go 1.26.8 with the newest grpc-go of the
+# version matrix, or with PEER=debian by Go 1.19 with grpc-go 1.33.3 from
+# Debian's packages) for a fixed time, in turns
 # without capture, with `capture --no-uprobes` (syscalls only) and with
 # `capture` (syscalls and the header uprobes). It prints calls/s each way,
 # the ratios, then, at a fixed rate well below saturation, the server's CPU
@@ -11,7 +13,8 @@
 #   scripts/bench/grpc.sh [ROUNDS] [SECONDS]      (as root; defaults 3 rounds of 10 s)
 #
 # Environment: CONNECTIONS (default 8), STREAMS (concurrent calls per
-# connection, default 10), RATE (calls/s of the fixed-rate runs, default 2000).
+# connection, default 10), RATE (calls/s of the fixed-rate runs, default 2000),
+# PEER (newest or debian, default newest).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -24,8 +27,21 @@ scripts/setup.sh >/dev/null
 # Both at once: building one alone changes feature unification.
 cargo build --release -q -p capture -p analyze
 capture=target/release/capture
-peers=target/go-peers
-GOCACHE=${GOCACHE:-$PWD/target/go-cache} scripts/peers/grpc/build-go-all.sh "$peers"
+cache=${PODTAP_CACHE:-/var/cache/podtap}
+case ${PEER:-newest} in
+  newest)
+    newest=$(scripts/peers/grpc/matrix.sh versions | tail -1)
+    TOOLCHAINS=go1.26.8 FORMS=plain scripts/peers/grpc/matrix.sh build "$cache/go-peers/bench" "$newest" >/dev/null
+    peers=$cache/go-peers/bench/go1.26.8/grpc-$newest/plain
+    echo "server: grpc-go $newest built by go1.26.8"
+    ;;
+  debian)
+    peers=$cache/go-peers/debian
+    GOCACHE=${GOCACHE:-$cache/go/build-1.19} scripts/peers/grpc/build-go-all.sh "$peers"
+    echo "server: grpc-go 1.33.3 built by go1.19 (Debian)"
+    ;;
+  *) echo "PEER must be newest or debian" >&2; exit 2 ;;
+esac
 
 work=$(mktemp -d /tmp/podtap-bench.XXXXXX)
 trap 'kill $(cat "$work/server.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -99,14 +115,17 @@ kill -INT "$cap"; wait "$cap"
 headers=$(target/release/analyze "$work/stats.parquet" 2>/dev/null | awk '/gRPC uprobe headers/ {print $4}' || true)
 
 python3 - "$connections" "$streams" "$seconds" "${without[*]}" "${syscalls[*]}" "${uprobes[*]}" \
-  "$work/progs.json" "$stats_calls" "${headers:-?}" "$rate" "$paced_without" "$paced_syscalls" "$paced_uprobes" <<'PY'
+  "$work/progs.json" "$stats_calls" "${headers:-?}" "$rate" "$paced_without" "$paced_syscalls" "$paced_uprobes" \
+  "$("$capture" --inspect "$peers/grpc-server")" <<'PY'
 import json, statistics, sys
 conns, streams, seconds = sys.argv[1:4]
 runs = [[float(x) for x in s.split()] for s in sys.argv[4:7]]
 progs = json.load(open(sys.argv[7]))
 stats_calls, headers = float(sys.argv[8]), sys.argv[9]
 a, b, c = (statistics.median(r) for r in runs)
-print(f"grpc-go 1.33.3 server, unary SayHello, h2load -c{conns} -m{streams}, {len(runs[0])} rounds of {seconds}s (median)")
+inspected = json.loads(sys.argv[14])
+print(f"grpc-go {inspected['grpc_version']} server built by {inspected['go_version']}, unary SayHello, "
+      f"h2load -c{conns} -m{streams}, {len(runs[0])} rounds of {seconds}s (median)")
 for label, r, m in zip(["without capture", "capture --no-uprobes", "capture (uprobes)"], runs, [a, b, c]):
     print(f"  {label:<22} {m:10.0f} calls/s   {' '.join(f'{x:.0f}' for x in r)}")
 print(f"  ratio syscalls only / without: {b / a:.3f}")

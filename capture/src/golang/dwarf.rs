@@ -1,12 +1,18 @@
-//! Struct field offsets from a Go binary's DWARF.
+//! Struct field offsets and argument registers from a Go binary's DWARF.
 //!
 //! Go's linker writes one `DW_TAG_structure_type` per Go struct type, named
 //! with its full import path (`google.golang.org/grpc/internal/transport.http2Server`,
 //! `net.netFD`), with `DW_TAG_member` children carrying a constant
-//! `DW_AT_data_member_location`. Only `.debug_info` and `.debug_abbrev` (and
-//! `.debug_str`, should a producer use it) are inflated; the entries are
-//! walked raw, reading the attributes of structure types only, and of the
-//! members of the few structs wanted; everything else is skipped.
+//! `DW_AT_data_member_location`; and one `DW_TAG_subprogram` per function
+//! (`google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders`)
+//! whose `DW_TAG_formal_parameter` children have a location list: at the
+//! function's entry, the registers the register ABI put each word of the
+//! parameter in (`DW_OP_reg3 RBX, DW_OP_piece 8, DW_OP_reg2 RCX, ...`). The
+//! entries are walked raw, reading the attributes of structure types and
+//! subprograms only, and the members and parameters of the few wanted;
+//! everything else is skipped. The location lists of the wanted parameters
+//! are then read (`.debug_loc` in DWARF 4, Go before 1.25; `.debug_loclists`
+//! in DWARF 5).
 //!
 //! Which copy of a package a struct belongs to follows GOPATH's vendoring:
 //! grpc-go's structs carry the prefix of the grpc-go copy whose functions are
@@ -17,12 +23,16 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use gimli::{constants, AttributeValue, DebugAbbrevOffset, EndianSlice, LittleEndian, Reader};
+use gimli::{
+    constants, AttributeValue, DebugAbbrevOffset, EndianSlice, LittleEndian, Operation, Reader,
+};
 
 use super::elf::Elf;
-use super::offsets::{Field, PartialOffsets};
-use super::symbols::TRANSPORT;
+use super::offsets::{is_abi_register, Arg, Field, PartialOffsets};
+use super::symbols::{Target, TRANSPORT};
 use super::InspectError;
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
 /// grpc-go's structs, after `<prefix>google.golang.org/grpc/internal/transport.`.
 const GRPC_TYPES: [&str; 5] = ["http2Server", "http2Client", "loopyWriter", "framer", "bufWriter"];
@@ -43,28 +53,114 @@ struct StructInfo {
     members: HashMap<String, u64>,
 }
 
-/// The wanted structs found in the DWARF, by full name.
+/// Where a wanted parameter is, as its `DW_AT_location` says.
+#[derive(Clone, Debug)]
+enum ParamLocation {
+    /// One expression for the whole function.
+    Expr(Vec<u8>),
+    /// A location list, by offset.
+    List(gimli::LocationListsOffset),
+    /// A location list, by index (DWARF 5 `DW_FORM_loclistx`).
+    Index(gimli::DebugLocListsIndex),
+}
+
+/// What a unit's own entry says that its location lists need.
+#[derive(Clone, Copy, Debug)]
+struct UnitInfo {
+    encoding: gimli::Encoding,
+    /// The base address of its location lists (`DW_AT_low_pc`).
+    low_pc: u64,
+    loclists_base: gimli::DebugLocListsBase,
+    addr_base: gimli::DebugAddrBase,
+}
+
+/// A function's entry address: in the entry, or (DWARF 5, Go 1.25 on) an
+/// index into `.debug_addr`.
+#[derive(Clone, Copy, Debug)]
+enum LowPc {
+    Addr(u64),
+    Index(gimli::DebugAddrIndex),
+}
+
+/// A wanted function as the entries describe it.
+#[derive(Clone, Debug)]
+struct FunctionEntry {
+    unit: UnitInfo,
+    low_pc: Option<LowPc>,
+    params: HashMap<String, ParamLocation>,
+}
+
+/// The wanted structs and functions found in the DWARF, by full name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Structs {
     by_name: HashMap<String, StructInfo>,
+    functions: HashMap<String, FunctionEntry>,
+    /// For each wanted function: each parameter's words' registers at the
+    /// function's entry (`None` for a word not in a register there).
+    registers: HashMap<String, HashMap<String, Vec<Option<u8>>>>,
 }
 
 impl Structs {
-    /// Reads the wanted structs from the binary's DWARF; `None` if it has
-    /// no `.debug_info`.
+    /// Reads the wanted structs and functions from the binary's DWARF;
+    /// `None` if it has no `.debug_info`.
     pub fn load(elf: &Elf<'_>) -> Result<Option<Self>, InspectError> {
         let Some(info) = elf.debug_section(".debug_info")? else { return Ok(None) };
-        let abbrev = elf.debug_section(".debug_abbrev")?.unwrap_or_default();
-        let strs = elf.debug_section(".debug_str")?.unwrap_or_default();
-        Self::scan(&info, &abbrev, &strs)
-            .map(Some)
-            .map_err(|e| InspectError::corrupt(".debug_info", e.to_string()))
+        let section =
+            |name| -> Result<_, InspectError> { Ok(elf.debug_section(name)?.unwrap_or_default()) };
+        let (abbrev, strs) = (section(".debug_abbrev")?, section(".debug_str")?);
+        let (loc, loclists, addr) =
+            (section(".debug_loc")?, section(".debug_loclists")?, section(".debug_addr")?);
+        let mut structs = Self::scan(
+            &gimli::DebugInfo::new(&info, LittleEndian),
+            &gimli::DebugAbbrev::new(&abbrev, LittleEndian),
+            &gimli::DebugStr::new(&strs, LittleEndian),
+        )
+        .map_err(|e| InspectError::corrupt(".debug_info", e.to_string()))?;
+        let lists = gimli::LocationLists::new(
+            gimli::DebugLoc::new(&loc, LittleEndian),
+            gimli::DebugLocLists::new(&loclists, LittleEndian),
+        );
+        structs.resolve_registers(
+            &lists,
+            &gimli::DebugAddr::from(EndianSlice::new(&addr, LittleEndian)),
+        );
+        Ok(Some(structs))
     }
 
-    fn scan(info: &[u8], abbrev: &[u8], strs: &[u8]) -> gimli::Result<Self> {
-        let debug_info = gimli::DebugInfo::new(info, LittleEndian);
-        let debug_abbrev = gimli::DebugAbbrev::new(abbrev, LittleEndian);
-        let debug_str = gimli::DebugStr::new(strs, LittleEndian);
+    /// Reads, for every wanted function found, where its parameters are at
+    /// its entry. A list that cannot be read leaves that parameter out.
+    fn resolve_registers(
+        &mut self,
+        lists: &gimli::LocationLists<Slice<'_>>,
+        addr: &gimli::DebugAddr<Slice<'_>>,
+    ) {
+        for (name, entry) in &self.functions {
+            let low_pc = match entry.low_pc {
+                Some(LowPc::Addr(a)) => a,
+                Some(LowPc::Index(i)) => {
+                    let size = entry.unit.encoding.address_size;
+                    match addr.get_address(size, entry.unit.addr_base, i) {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    }
+                }
+                None => continue,
+            };
+            let mut params = HashMap::new();
+            for (param, location) in &entry.params {
+                if let Some(words) = param_registers(lists, addr, &entry.unit, location, low_pc) {
+                    params.insert(param.clone(), words);
+                }
+            }
+            self.registers.insert(name.clone(), params);
+        }
+    }
+
+    fn scan(
+        debug_info: &gimli::DebugInfo<Slice<'_>>,
+        debug_abbrev: &gimli::DebugAbbrev<Slice<'_>>,
+        debug_str: &gimli::DebugStr<Slice<'_>>,
+    ) -> gimli::Result<Self> {
         let string = |value: AttributeValue<EndianSlice<'_, LittleEndian>>| -> Option<Vec<u8>> {
             match value {
                 AttributeValue::String(s) => Some(s.slice().to_vec()),
@@ -82,18 +178,111 @@ impl Structs {
         while let Some(unit) = units.next()? {
             let abbrevs = match abbreviations.entry(unit.debug_abbrev_offset()) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(unit.abbreviations(&debug_abbrev)?),
+                Entry::Vacant(e) => e.insert(unit.abbreviations(debug_abbrev)?),
+            };
+            let encoding = unit.encoding();
+            let mut unit_info = UnitInfo {
+                encoding,
+                low_pc: 0,
+                loclists_base: gimli::DebugLocListsBase::default_for_encoding_and_file(
+                    encoding,
+                    gimli::DwarfFileType::Main,
+                ),
+                addr_base: gimli::DebugAddrBase(0),
             };
             let mut entries = unit.entries_raw(abbrevs, None)?;
             // The wanted struct whose members are being read, and its depth.
             let mut current: Option<(isize, String, StructInfo)> = None;
+            // The wanted function whose parameters are being read, and its depth.
+            let mut function: Option<(isize, String, FunctionEntry)> = None;
             while !entries.is_empty() {
                 let depth = entries.next_depth();
                 let Some(abbrev) = entries.read_abbreviation()? else { continue };
                 if current.as_ref().is_some_and(|(d, ..)| depth <= *d) {
                     structs.insert(current.take());
                 }
+                if function.as_ref().is_some_and(|(d, ..)| depth <= *d) {
+                    structs.insert_function(function.take());
+                }
                 match abbrev.tag() {
+                    constants::DW_TAG_compile_unit => {
+                        for spec in abbrev.attributes() {
+                            let attr = entries.read_attribute(*spec)?;
+                            match (attr.name(), attr.value()) {
+                                (constants::DW_AT_low_pc, AttributeValue::Addr(a)) => {
+                                    unit_info.low_pc = a
+                                }
+                                (
+                                    constants::DW_AT_loclists_base,
+                                    AttributeValue::DebugLocListsBase(b),
+                                ) => unit_info.loclists_base = b,
+                                (constants::DW_AT_addr_base, AttributeValue::DebugAddrBase(b)) => {
+                                    unit_info.addr_base = b
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    constants::DW_TAG_subprogram => {
+                        let (mut name, mut low_pc) = (None, None);
+                        for spec in abbrev.attributes() {
+                            let attr = entries.read_attribute(*spec)?;
+                            match attr.name() {
+                                constants::DW_AT_name => name = string(attr.value()),
+                                constants::DW_AT_low_pc => {
+                                    low_pc = match attr.value() {
+                                        AttributeValue::Addr(a) => Some(LowPc::Addr(a)),
+                                        AttributeValue::DebugAddrIndex(i) => Some(LowPc::Index(i)),
+                                        _ => None,
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        let name = name.and_then(|n| String::from_utf8(n).ok());
+                        if let Some(name) = name.filter(|n| wanted_function(n)) {
+                            let entry =
+                                FunctionEntry { unit: unit_info, low_pc, params: HashMap::new() };
+                            if abbrev.has_children() {
+                                function = Some((depth, name, entry));
+                            } else {
+                                structs.insert_function(Some((depth, name, entry)));
+                            }
+                        }
+                    }
+                    constants::DW_TAG_formal_parameter
+                        if function.as_ref().is_some_and(|(d, ..)| depth == *d + 1) =>
+                    {
+                        let (mut name, mut location) = (None, None);
+                        for spec in abbrev.attributes() {
+                            let attr = entries.read_attribute(*spec)?;
+                            match attr.name() {
+                                constants::DW_AT_name => name = string(attr.value()),
+                                constants::DW_AT_location => {
+                                    location = match attr.value() {
+                                        AttributeValue::Exprloc(e) => {
+                                            Some(ParamLocation::Expr(e.0.slice().to_vec()))
+                                        }
+                                        AttributeValue::LocationListsRef(o) => {
+                                            Some(ParamLocation::List(o))
+                                        }
+                                        AttributeValue::DebugLocListsIndex(i) => {
+                                            Some(ParamLocation::Index(i))
+                                        }
+                                        _ => None,
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        if let (Some(name), Some(location), Some((_, _, entry))) =
+                            (name, location, function.as_mut())
+                        {
+                            if let Ok(name) = String::from_utf8(name) {
+                                entry.params.entry(name).or_insert(location);
+                            }
+                        }
+                    }
                     constants::DW_TAG_structure_type => {
                         let (mut name, mut size) = (None, None);
                         for spec in abbrev.attributes() {
@@ -140,6 +329,7 @@ impl Structs {
                 }
             }
             structs.insert(current.take());
+            structs.insert_function(function.take());
         }
         Ok(structs)
     }
@@ -149,6 +339,22 @@ impl Structs {
         if let Some((_, name, info)) = read {
             self.by_name.entry(name).or_insert(info);
         }
+    }
+
+    /// Keeps a function read; the first definition of a name wins.
+    fn insert_function(&mut self, read: Option<(isize, String, FunctionEntry)>) {
+        if let Some((_, name, entry)) = read {
+            self.functions.entry(name).or_insert(entry);
+        }
+    }
+
+    /// The register of one word of a parameter of a probed function of the
+    /// grpc-go copy with symbol prefix `grpc_prefix`, if DWARF tells it.
+    fn arg_register(&self, grpc_prefix: &str, arg: Arg) -> Option<u8> {
+        let function = format!("{grpc_prefix}{TRANSPORT}{}", arg.target().method());
+        let (param, word) = arg.param();
+        let register = (*self.registers.get(&function)?.get(param)?.get(word)?)?;
+        is_abi_register(register).then_some(register)
     }
 
     fn get(&self, name: &str) -> Option<&StructInfo> {
@@ -201,8 +407,74 @@ impl Structs {
                 out.set(f, value);
             }
         }
+        for arg in Arg::ALL {
+            if let Some(register) = self.arg_register(grpc_prefix, arg) {
+                out.set_arg(arg, register);
+            }
+        }
         out
     }
+}
+
+/// Whether a function name is one of the probed grpc-go functions, under an
+/// empty or `.../vendor/` prefix.
+fn wanted_function(name: &str) -> bool {
+    Target::ALL.iter().any(|t| {
+        name.strip_suffix(t.method())
+            .and_then(|rest| rest.strip_suffix(TRANSPORT))
+            .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with("/vendor/"))
+    })
+}
+
+/// The registers of a parameter's words at `pc` (the function's entry):
+/// the location list entry that covers `pc` (or the one expression), read
+/// as `DW_OP_regN [DW_OP_piece size] ...`. `None` if the list cannot be
+/// read or has no entry there.
+fn param_registers(
+    lists: &gimli::LocationLists<Slice<'_>>,
+    addr: &gimli::DebugAddr<Slice<'_>>,
+    unit: &UnitInfo,
+    location: &ParamLocation,
+    pc: u64,
+) -> Option<Vec<Option<u8>>> {
+    let list =
+        |offset| lists.locations(offset, unit.encoding, unit.low_pc, addr, unit.addr_base).ok();
+    let expression = match location {
+        ParamLocation::Expr(bytes) => gimli::Expression(EndianSlice::new(bytes, LittleEndian)),
+        ParamLocation::List(offset) => entry_at(list(*offset)?, pc)?,
+        ParamLocation::Index(index) => {
+            let offset = lists.get_offset(unit.encoding, unit.loclists_base, *index).ok()?;
+            entry_at(list(offset)?, pc)?
+        }
+    };
+    let mut words = Vec::new();
+    let mut register = None;
+    let mut ops = expression.operations(unit.encoding);
+    while let Ok(Some(op)) = ops.next() {
+        match op {
+            Operation::Register { register: r } => register = u8::try_from(r.0).ok(),
+            Operation::Piece { .. } => words.push(register.take()),
+            // Anything else (a stack slot, a computed value) is no register.
+            _ => register = None,
+        }
+    }
+    if register.is_some() || words.is_empty() {
+        words.push(register);
+    }
+    Some(words)
+}
+
+/// The expression of the location list entry whose range holds `pc`.
+fn entry_at<'a>(
+    mut list: gimli::LocListIter<Slice<'a>>,
+    pc: u64,
+) -> Option<gimli::Expression<Slice<'a>>> {
+    while let Ok(Some(entry)) = list.next() {
+        if entry.range.begin <= pc && pc < entry.range.end {
+            return Some(entry.data);
+        }
+    }
+    None
 }
 
 /// Whether a struct name is one of the wanted types: grpc-go's or x/net's
@@ -316,7 +588,11 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            let _ = Structs::scan(&bytes, &bytes, &bytes);
+            let _ = Structs::scan(
+                &gimli::DebugInfo::new(&bytes, LittleEndian),
+                &gimli::DebugAbbrev::new(&bytes, LittleEndian),
+                &gimli::DebugStr::new(&bytes, LittleEndian),
+            );
         }
     }
 }

@@ -38,6 +38,7 @@ mod dwarf;
 mod elf;
 pub mod offsets;
 mod pclntab;
+pub mod sanity;
 mod symbols;
 mod version;
 
@@ -50,11 +51,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 // The one line to change if the offsets struct moves.
-pub use formats::wire::GoOffsets;
+pub use formats::wire::{GoArgs, GoOffsets};
 use serde::Serialize;
 
 use self::elf::Elf;
-use self::offsets::Field;
 use self::symbols::GrpcCopy;
 pub use self::symbols::Target;
 pub use self::version::GrpcVersion;
@@ -134,7 +134,6 @@ pub struct Functions {
 
 impl Functions {
     /// The offset of one probed function.
-    #[cfg(test)]
     pub fn get(&self, target: Target) -> Option<u64> {
         match target {
             Target::ServerOperateHeaders => self.server_operate_headers,
@@ -373,9 +372,8 @@ pub fn inspect_bytes(data: &[u8], options: &InspectOptions) -> Result<Inspection
         .map(|v| (v, GrpcVersionSource::BuildInfo))
         .or_else(|| version::user_agent_version(&elf).map(|v| (v, GrpcVersionSource::UserAgent)));
 
-    // The struct offsets: DWARF first, then the table.
-    let needed = Field::needed_by(&functions);
-    let (offsets, offsets_source) = match dwarf_offsets(&elf, &copy.prefix, &needed)? {
+    // The struct offsets and argument registers: DWARF first, then the table.
+    let (offsets, offsets_source) = match dwarf_offsets(&elf, &copy.prefix, &functions)? {
         Ok(offsets) => (offsets, OffsetSource::Dwarf),
         Err(dwarf_note) => {
             if grpc.is_none() {
@@ -479,24 +477,23 @@ pub fn stack_check_branch(code: &[u8]) -> Option<usize> {
     }
 }
 
-/// The `needed` offsets from the DWARF, for the grpc-go copy with symbol
-/// prefix `grpc_prefix`; the inner error says why there are none ("no
-/// DWARF", "DWARF lacks ...").
+/// The offsets and registers the probes on `functions` need, from the
+/// DWARF, for the grpc-go copy with symbol prefix `grpc_prefix`; the inner
+/// error says why there are none ("no DWARF", "DWARF lacks ...").
 fn dwarf_offsets(
     elf: &Elf<'_>,
     grpc_prefix: &str,
-    needed: &[Field],
+    functions: &Functions,
 ) -> Result<Result<GoOffsets, String>, InspectError> {
     let Some(structs) = dwarf::Structs::load(elf)? else {
         return Ok(Err("no DWARF".to_owned()));
     };
     let partial = structs.offsets(grpc_prefix);
-    let missing = partial.missing(needed);
+    let missing = partial.missing(functions);
     if missing.is_empty() {
         return Ok(Ok(partial.to_offsets()));
     }
-    let names: Vec<&str> = missing.iter().map(|f| f.go_name()).collect();
-    Ok(Err(format!("DWARF lacks {}", names.join(", "))))
+    Ok(Err(format!("DWARF lacks {}", missing.join(", "))))
 }
 
 fn unsupported(

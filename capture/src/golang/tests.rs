@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::elf::Elf;
+use super::offsets::Field;
 use super::pclntab::Pclntab;
 use super::*;
 
@@ -32,8 +33,16 @@ fn build_peers() -> std::io::Result<PathBuf> {
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/peers/grpc");
     let script = scripts.join("build-go-all.sh");
     let mut inputs = vec![script.clone(), scripts.join("helloworld.proto")];
-    for entry in fs::read_dir(scripts.join("go"))? {
-        inputs.push(entry?.path());
+    let mut dirs = vec![scripts.join("go")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                inputs.push(path);
+            }
+        }
     }
     inputs.sort();
     let mut hasher = DefaultHasher::new();
@@ -73,7 +82,8 @@ fn instrumentable(name: &str, options: &InspectOptions) -> GoBinary {
 
 /// The 1.33 table entry.
 fn table_1_33() -> GoOffsets {
-    offsets::lookup(&GrpcVersion::parse("1.33.3").expect("version")).expect("1.33 is listed")
+    offsets::known(&GrpcVersion::parse("1.33.3").expect("version"), &toolchain_version())
+        .expect("1.33 is listed")
 }
 
 /// `go version`'s version of the toolchain that built the peers.
@@ -487,4 +497,105 @@ fn stack_check_shapes() {
     assert_eq!(stack_check_branch(&[0x48, 0x89, 0x44, 0x24, 0x08, 0xc3]), None);
     assert_eq!(stack_check_branch(&[0x49, 0x3b, 0x66]), None);
     assert_eq!(stack_check_branch(&[0x49, 0x3b, 0x66, 0x10, 0x72, 0x20]), None);
+}
+
+/// The version matrix's builds (`scripts/peers/grpc/matrix.sh`), built on
+/// first use into the cache outside the clone: (toolchain, grpc-go version,
+/// form, folder).
+fn matrix() -> &'static [(String, String, String, PathBuf)] {
+    static ENTRIES: OnceLock<Vec<(String, String, String, PathBuf)>> = OnceLock::new();
+    ENTRIES.get_or_init(|| {
+        let cache = std::env::var_os("PODTAP_CACHE")
+            .map_or_else(|| PathBuf::from("/var/cache/podtap"), PathBuf::from);
+        let dir = cache.join("go-peers/matrix");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/peers/grpc/matrix.sh");
+        let status = Command::new(script).arg("build").arg(&dir).status().expect("matrix.sh");
+        assert!(status.success(), "building the version matrix failed: {status}");
+        fs::read_to_string(dir.join("manifest.tsv"))
+            .expect("manifest")
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[0].to_owned(), f[1].to_owned(), f[2].to_owned(), PathBuf::from(f[3]))
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn every_matrix_build_is_instrumentable_with_dwarf_equal_to_the_table() {
+    let mut checked = 0;
+    for (toolchain, grpc, form, dir) in matrix() {
+        for name in ["grpc-server", "grpc-client"] {
+            let path = dir.join(name);
+            let what = format!("{toolchain} grpc-go {grpc} {form} {name}");
+            let b = match inspect(&path) {
+                Ok(Inspection::Instrumentable(b)) => b,
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(&b.go_version, toolchain, "{what}");
+            assert_eq!(b.grpc_version.as_deref(), Some(grpc.as_str()), "{what}");
+            assert_eq!(b.grpc_version_source, Some(GrpcVersionSource::BuildInfo), "{what}");
+            // Both transports are linked into either program.
+            assert!(Target::ALL.iter().all(|&t| b.functions.get(t).is_some()), "{what}");
+            let table = offsets::known(&GrpcVersion::parse(grpc).unwrap(), toolchain)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let (symbols, source) = match form.as_str() {
+                "stripped" => (SymbolSource::Pclntab, OffsetSource::Table),
+                _ => (SymbolSource::Symtab, OffsetSource::Dwarf),
+            };
+            assert_eq!((b.symbols_source, b.offsets_source), (symbols, source), "{what}");
+            assert_eq!(b.offsets, table, "{what}: DWARF and the table differ");
+            // The probes sit on the stack-check branch in every build.
+            for (at, on_branch) in b.probe_points().into_iter().flatten() {
+                assert!(on_branch, "{what}: a probe at {at:#x} is on the entry");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12 * 2 * 3 * 2, "{checked}");
+}
+
+#[test]
+fn matrix_function_tables_agree_with_the_symbols_and_stripping_moves_nothing() {
+    let builds = matrix();
+    for (toolchain, grpc, form, dir) in builds.iter().filter(|b| b.2 != "stripped") {
+        for name in ["grpc-server", "grpc-client"] {
+            let what = format!("{toolchain} grpc-go {grpc} {form} {name}");
+            let data = fs::read(dir.join(name)).expect("read");
+            let elf = Elf::parse(&data).expect("elf");
+            let table = Pclntab::find(&elf).expect("parses").expect("present");
+            assert_eq!(table.layout, pclntab::Layout::Go118, "{what}");
+            let runtime_text = elf
+                .file()
+                .symbols()
+                .find(|s| s.name() == Ok("runtime.text"))
+                .map(|s| s.address())
+                .expect("runtime.text");
+            assert_eq!(table.text_start, runtime_text, "{what}");
+            assert_eq!(
+                symbols::from_symtab(&elf),
+                symbols::from_pclntab(&table).expect("walks"),
+                "{what}"
+            );
+        }
+        if form == "plain" {
+            let stripped = builds
+                .iter()
+                .find(|b| &b.0 == toolchain && &b.1 == grpc && b.2 == "stripped")
+                .expect("a stripped build");
+            for name in ["grpc-server", "grpc-client"] {
+                let plain = match inspect(&dir.join(name)) {
+                    Ok(Inspection::Instrumentable(b)) => b,
+                    other => panic!("{other:?}"),
+                };
+                let bare = match inspect(&stripped.3.join(name)) {
+                    Ok(Inspection::Instrumentable(b)) => b,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(plain.functions, bare.functions, "{toolchain} {grpc} {name}");
+                assert_eq!(plain.probes, bare.probes, "{toolchain} {grpc} {name}");
+            }
+        }
+    }
 }

@@ -68,6 +68,8 @@ pub struct Totals {
     /// Ring buffer records `capture` could not parse (a podtap bug if ever
     /// non-zero).
     pub malformed_records: u64,
+    /// Header blocks from the Go probes that failed the checks and were dropped.
+    pub rejected_header_blocks: u64,
     /// The kernel's counters, indexed by [`KernelError`].
     pub kernel_errors: [u64; KERNEL_ERROR_SLOTS as usize],
 }
@@ -131,6 +133,7 @@ fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<Key
         kv(meta::LOST_EVENTS, totals.lost_events.to_string()),
         kv(meta::KERNEL_ERRORS, kernel_errors_json(&totals.kernel_errors).to_string()),
         kv(meta::MALFORMED_RECORDS, totals.malformed_records.to_string()),
+        kv(meta::REJECTED_HEADER_BLOCKS, totals.rejected_header_blocks.to_string()),
         kv(meta::BINARIES, info.binaries.to_string()),
     ]
 }

@@ -20,7 +20,15 @@ use arrow_array::{
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod go;
+
 pub const CAPTURE: &str = env!("CARGO_BIN_EXE_capture");
+
+/// Where builds of test peers are kept, outside the clone: `$PODTAP_CACHE`,
+/// else `/var/cache/podtap` (what `scripts/setup.sh` uses).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("PODTAP_CACHE").map_or_else(|| "/var/cache/podtap".into(), PathBuf::from)
+}
 
 /// Fails the test unless it runs as root: these tests load real eBPF programs.
 pub fn require_root() {

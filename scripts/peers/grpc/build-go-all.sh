@@ -4,15 +4,17 @@
 # golang-golang-x-text-dev, golang-goprotobuf-dev, golang-google-genproto-dev,
 # protobuf-compiler), into OUTDIR:
 #
-#   grpc-server, grpc-server-stripped   go/server.go, the Greeter server
-#   grpc-client, grpc-client-stripped   go/client.go, the scripted client
-#   grpc-server-gopath-stripped         go/server.go in GOPATH mode: no grpc-go
+#   grpc-server, grpc-server-stripped   go/server, the Greeter server
+#   grpc-client, grpc-client-stripped   go/client, the scripted client
+#   grpc-server-pie, grpc-client-pie     the same, position-independent
+#                                       (-buildmode=pie)
+#   grpc-server-gopath-stripped         go/server in GOPATH mode: no grpc-go
 #                                       version anywhere in the binary
-#   grpc-client-vendored                go/client.go again, with grpc-go vendored
+#   grpc-client-vendored                go/client again, with grpc-go vendored
 #                                       GOPATH-style: its symbols are
 #                                       podtap/peers/grpcclient/vendor/
 #                                       google.golang.org/grpc/...
-#   go-plain                            go/plain.go, net/http only, no grpc-go
+#   go-plain                            go/plain, net/http only, no grpc-go
 #
 # Stripped means -ldflags='-s -w' (no symbol table, no DWARF); the others keep
 # both.
@@ -20,7 +22,7 @@
 # Three layouts:
 #
 #   module   grpc-server, grpc-server-stripped, grpc-client,
-#            grpc-client-stripped. Module mode with -mod=vendor: a module
+#            grpc-client-stripped and the -pie pair. Module mode with -mod=vendor: a module
 #            podtap/peers (go 1.19) holding helloworld, grpcserver and
 #            grpcclient, whose go.mod requires the real module paths at
 #            Debian's versions ($modules below) and whose vendor/ holds a copy
@@ -80,10 +82,10 @@ helloworld() {
   (cd "$1" && protoc --go_out=plugins=grpc,paths=source_relative:. helloworld.proto)
 }
 
-# place SOURCE DIR: go/SOURCE as DIR/main.go.
+# place SOURCE DIR: go/SOURCE/main.go as DIR/main.go.
 place() {
   mkdir -p "$2"
-  cp "$here/go/$1" "$2/main.go"
+  cp "$here/go/$1/main.go" "$2/main.go"
 }
 
 # build DIR NAME [GO-BUILD-FLAGS...]: builds the main package in DIR into
@@ -110,9 +112,9 @@ modvendor() {
 # The GOPATH layout.
 plain=$tmp/plain
 helloworld "$plain/src/podtap/peers/helloworld"
-place server.go "$plain/src/podtap/peers/grpcserver"
-place client.go "$plain/src/podtap/peers/grpcclient"
-place plain.go "$plain/src/podtap/peers/goplain"
+place server "$plain/src/podtap/peers/grpcserver"
+place client "$plain/src/podtap/peers/grpcclient"
+place plain "$plain/src/podtap/peers/goplain"
 gopath "$plain" build "$plain/src/podtap/peers/grpcserver" grpc-server-gopath-stripped -ldflags='-s -w'
 gopath "$plain" build "$plain/src/podtap/peers/goplain" go-plain
 
@@ -122,8 +124,8 @@ gopath "$plain" build "$plain/src/podtap/peers/goplain" go-plain
 # their modules, each marked explicit with the go version of its go.mod.
 mod=$tmp/module
 helloworld "$mod/helloworld"
-place server.go "$mod/grpcserver"
-place client.go "$mod/grpcclient"
+place server "$mod/grpcserver"
+place client "$mod/grpcclient"
 deps=$(cd "$plain/src/podtap/peers" && gopath "$plain" go list -deps \
   -f '{{if not .Standard}}{{.ImportPath}} {{.Dir}}{{end}}' ./grpcserver ./grpcclient | sort)
 {
@@ -157,6 +159,8 @@ modvendor build "$mod/grpcserver" grpc-server
 modvendor build "$mod/grpcserver" grpc-server-stripped -ldflags='-s -w'
 modvendor build "$mod/grpcclient" grpc-client
 modvendor build "$mod/grpcclient" grpc-client-stripped -ldflags='-s -w'
+modvendor build "$mod/grpcserver" grpc-server-pie -buildmode=pie
+modvendor build "$mod/grpcclient" grpc-client-pie -buildmode=pie
 
 # The vendored layout: grpc-go copied under the client's vendor/, and
 # helloworld too, so that its own import of grpc resolves to the vendored copy
@@ -166,5 +170,5 @@ vendor=$vendored/src/podtap/peers/grpcclient/vendor
 mkdir -p "$vendor/google.golang.org"
 cp -r "$gocode/src/google.golang.org/grpc" "$vendor/google.golang.org/"
 helloworld "$vendor/podtap/peers/helloworld"
-place client.go "$vendored/src/podtap/peers/grpcclient"
+place client "$vendored/src/podtap/peers/grpcclient"
 gopath "$vendored" build "$vendored/src/podtap/peers/grpcclient" grpc-client-vendored

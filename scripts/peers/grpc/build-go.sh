@@ -12,7 +12,7 @@ trap 'rm -rf "$gopath"' EXIT
 mkdir -p "$gopath/src/podtap/peers/helloworld" "$gopath/src/podtap/peers/grpcserver"
 cp "$here/helloworld.proto" "$gopath/src/podtap/peers/helloworld/"
 (cd "$gopath/src/podtap/peers/helloworld" && protoc --go_out=plugins=grpc,paths=source_relative:. helloworld.proto)
-cp "$here/go/server.go" "$gopath/src/podtap/peers/grpcserver/main.go"
+cp "$here/go/server/main.go" "$gopath/src/podtap/peers/grpcserver/main.go"
 flags=()
 [ "${2:-}" = "--stripped" ] && flags=(-ldflags=-s\ -w)
 cd "$gopath/src/podtap/peers/grpcserver"
