@@ -1,5 +1,5 @@
-// A gRPC Greeter client in Go (grpc-go from Debian's packages), scripted over
-// stdin/stdout so a test can decide when each call is made.
+// A gRPC Greeter client in Go (built as the server is, see ../server),
+// scripted over stdin/stdout so a test can decide when each call is made.
 //
 //	client -addr HOST:PORT [-addr HOST:PORT | -addr A,B ...] [-warmup N]
 //

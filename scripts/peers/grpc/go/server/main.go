@@ -1,5 +1,6 @@
-// A gRPC Greeter server in Go (grpc-go from Debian's packages). Prints
-// "port N" once listening on 127.0.0.1.
+// A gRPC Greeter server in Go, built with Debian's grpc-go
+// (../build-go-all.sh) and with the releases of the version matrix from the
+// module proxy (../matrix.sh). Prints "port N" once listening on 127.0.0.1.
 package main
 
 import (
