@@ -161,6 +161,7 @@ pub fn decode(
         });
         stats.lost_events = recorded;
     }
+    stats.uprobe.rejected = capture.rejected_header_blocks();
     stats.note_span(start, end);
     Ok(stats)
 }

@@ -73,6 +73,12 @@ impl Capture {
         self.meta.get(meta::LOST_EVENTS).and_then(|v| v.parse().ok())
     }
 
+    /// Header blocks from the Go probes that `capture` dropped as
+    /// implausible (0 for captures that predate the count).
+    pub fn rejected_header_blocks(&self) -> u64 {
+        self.meta.get(meta::REJECTED_HEADER_BLOCKS).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
     /// The machine it ran on.
     pub fn host(&self) -> Option<&str> {
         self.meta.get(meta::HOST).map(String::as_str).filter(|h| !h.is_empty())

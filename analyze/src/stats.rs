@@ -246,6 +246,13 @@ impl Stats {
                 u.blocks, u.filled, u.agreed, u.unmatched
             );
         }
+        if u.rejected > 0 {
+            let _ = writeln!(
+                s,
+                "  rejected header blocks {} block(s) the Go probes read were dropped by capture's checks (never a wrong header)",
+                u.rejected
+            );
+        }
         if u.disagreed > 0 {
             let _ = writeln!(
                 s,
@@ -262,5 +269,22 @@ impl Stats {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_header_blocks_capture_rejected() {
+        let mut stats = Stats::default();
+        assert!(!stats.summary().contains("rejected header blocks"));
+        stats.uprobe.rejected = 3;
+        assert!(
+            stats.summary().contains("rejected header blocks 3 block(s)"),
+            "{}",
+            stats.summary()
+        );
     }
 }

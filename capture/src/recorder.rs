@@ -449,6 +449,26 @@ mod tests {
     }
 
     #[test]
+    fn implausible_header_blocks_are_dropped_and_counted() {
+        let mut r = Recorder::new(WallClock::measure());
+        let block = |stream: u64, name: &[u8], value: &[u8]| {
+            let mut rec =
+                record(EventKind::H2Headers, 5, Direction::Ingress, stream, &field(name, value));
+            rec[32..40].copy_from_slice(&1u64.to_le_bytes());
+            rec
+        };
+        // What a probe reading the wrong register or a moved field would
+        // give: an even stream id, a name that is no token, a broken value.
+        r.record(&block(2, b":path", b"/a"));
+        r.record(&block(3, b"\x90\x1f\x00P", b"/a"));
+        r.record(&block(5, b":path", b"/a\r\n"));
+        assert!(r.rows().is_empty());
+        assert_eq!((r.stats().h2_rejected, r.stats().h2_headers, r.stats().malformed), (3, 0, 0));
+        r.record(&block(7, b":path", b"/a"));
+        assert_eq!((r.stats().h2_rejected, r.stats().h2_headers), (3, 1));
+    }
+
+    #[test]
     fn forks_are_reported_not_written() {
         let mut r = Recorder::new(WallClock::measure());
         let mut rec = record(EventKind::Fork, 0, Direction::Ingress, 0, b"");

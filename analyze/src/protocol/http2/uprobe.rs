@@ -65,6 +65,9 @@ pub struct Counts {
     pub disagreed: u64,
     /// Blocks whose stream was never decoded from the wire.
     pub unmatched: u64,
+    /// Blocks `capture` dropped because what the probes read failed its
+    /// checks (the capture's `podtap.rejected_header_blocks`).
+    pub rejected: u64,
 }
 
 impl Counts {
@@ -74,6 +77,7 @@ impl Counts {
         self.agreed += other.agreed;
         self.disagreed += other.disagreed;
         self.unmatched += other.unmatched;
+        self.rejected += other.rejected;
     }
 }
 
