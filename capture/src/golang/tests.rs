@@ -167,6 +167,16 @@ fn function_offsets_are_file_offsets() {
     }
 }
 
+/// The address of `runtime.text` in the symbol table: where the function
+/// table's entry offsets start.
+fn runtime_text(elf: &Elf<'_>) -> u64 {
+    elf.file()
+        .symbols()
+        .find(|s| s.name() == Ok("runtime.text"))
+        .map(|s| s.address())
+        .expect("runtime.text")
+}
+
 #[test]
 fn pclntab_agrees_with_symtab() {
     for name in ["grpc-server", "grpc-client", "grpc-client-vendored", "go-plain"] {
@@ -174,13 +184,7 @@ fn pclntab_agrees_with_symtab() {
         let elf = Elf::parse(&data).expect("elf");
         let table = Pclntab::find(&elf).expect("parses").expect("present");
         assert_eq!(table.layout, pclntab::Layout::Go118);
-        let runtime_text = elf
-            .file()
-            .symbols()
-            .find(|s| s.name() == Ok("runtime.text"))
-            .map(|s| s.address())
-            .expect("runtime.text");
-        assert_eq!(table.text_start, runtime_text, "{name}");
+        assert_eq!(table.text_start, runtime_text(&elf), "{name}");
         let from_symtab = symbols::from_symtab(&elf);
         let from_pclntab = symbols::from_pclntab(&table).expect("walks");
         assert_eq!(from_symtab.has_copies(), name != "go-plain", "{name}");
@@ -566,13 +570,7 @@ fn matrix_function_tables_agree_with_the_symbols_and_stripping_moves_nothing() {
             let elf = Elf::parse(&data).expect("elf");
             let table = Pclntab::find(&elf).expect("parses").expect("present");
             assert_eq!(table.layout, pclntab::Layout::Go118, "{what}");
-            let runtime_text = elf
-                .file()
-                .symbols()
-                .find(|s| s.name() == Ok("runtime.text"))
-                .map(|s| s.address())
-                .expect("runtime.text");
-            assert_eq!(table.text_start, runtime_text, "{what}");
+            assert_eq!(table.text_start, runtime_text(&elf), "{what}");
             assert_eq!(
                 symbols::from_symtab(&elf),
                 symbols::from_pclntab(&table).expect("walks"),
