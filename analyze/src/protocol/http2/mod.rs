@@ -7,7 +7,7 @@
 //! [`crate::exchange`] reads its status from them.
 
 pub mod frame;
-pub mod hpack;
+pub use redact::hpack;
 pub mod uprobe;
 
 use std::collections::BTreeMap;

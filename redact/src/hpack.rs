@@ -23,7 +23,7 @@ pub const DEFAULT_TABLE_SIZE: usize = 4096;
 const ENTRY_OVERHEAD: usize = 32;
 
 /// Largest string accepted in a header block.
-const MAX_STRING: usize = 1 << 20;
+pub(crate) const MAX_STRING: usize = 1 << 20;
 
 /// The static table (RFC 7541 Appendix A), index 1 first.
 pub const STATIC_TABLE: [(&str, &str); 61] = [
@@ -189,7 +189,11 @@ impl Decoder {
     }
 
     /// Decodes one representation at `pos`; `None` for a size update.
-    fn field(&mut self, block: &[u8], pos: &mut usize) -> Result<Option<Field>, HpackError> {
+    pub(crate) fn field(
+        &mut self,
+        block: &[u8],
+        pos: &mut usize,
+    ) -> Result<Option<Field>, HpackError> {
         let first = block[*pos];
         if first & 0x80 != 0 {
             // Indexed header field (§6.1).
@@ -221,6 +225,12 @@ impl Decoder {
         let name = if index == 0 { Some(string(block, pos)?) } else { self.lookup(index)?.0 };
         let value = Some(string(block, pos)?);
         Ok(Field { name, value })
+    }
+
+    /// The name at `index` (1-based; static first); `None` for an entry
+    /// from before the decoder's knowledge.
+    pub(crate) fn name_at(&self, index: usize) -> Result<Option<String>, HpackError> {
+        self.lookup(index).map(|(name, _)| name)
     }
 
     /// Name and value at `index` (1-based; static first).
@@ -302,7 +312,7 @@ impl Default for Decoder {
 }
 
 /// Decodes an integer with an N-bit prefix (§5.1).
-fn integer(block: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError> {
+pub(crate) fn integer(block: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError> {
     let mask = (1u16 << prefix) as usize - 1;
     let first = *block.get(*pos).ok_or(HpackError::Truncated)? as usize & mask;
     *pos += 1;
@@ -326,7 +336,7 @@ fn integer(block: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackErro
 }
 
 /// Decodes a string literal (§5.2).
-fn string(block: &[u8], pos: &mut usize) -> Result<String, HpackError> {
+pub(crate) fn string(block: &[u8], pos: &mut usize) -> Result<String, HpackError> {
     let huffman = *block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
     let len = integer(block, pos, 7)?;
     if len > MAX_STRING {

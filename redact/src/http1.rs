@@ -1,0 +1,528 @@
+//! HTTP/1.x: masks header values in one direction of a connection.
+//!
+//! A byte-at-a-time state machine over heads (so a header split across any
+//! number of payloads is masked like a whole one) and a skip over bodies,
+//! whose lengths come from the heads (RFC 9112 §6: `Content-Length`,
+//! chunked, and the responses that have none: HEAD, 1xx, 204, 304). The
+//! state per direction is bounded: a few short buffers, never a whole head.
+//!
+//! A response's framing depends on its request's method, which travels the
+//! other way: [`Shared`] carries it between the two directions.
+
+use std::collections::VecDeque;
+
+use crate::{stream::BodyRanges, Counts, Policy, MASK};
+
+/// Requests whose responses are still due, per connection.
+const MAX_PENDING: usize = 256;
+/// Longest start line or chunk-size line followed.
+const MAX_LINE: u64 = 64 * 1024;
+/// Bytes of a framing header's value kept.
+const MAX_VALUE: usize = 64;
+
+/// What both directions of a connection know.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whether each pending request was HEAD, oldest first.
+    methods: VecDeque<bool>,
+    /// More requests were pending than are kept: methods are not known.
+    overflowed: bool,
+    /// A 101 switched the connection to a protocol other than HTTP/2.
+    pub(crate) upgraded: bool,
+}
+
+impl Shared {
+    fn push(&mut self, head: bool) {
+        if self.methods.len() == MAX_PENDING {
+            self.methods.pop_front();
+            self.overflowed = true;
+        }
+        self.methods.push_back(head);
+    }
+
+    /// Whether the oldest pending request was HEAD; `None` if unknown.
+    fn pop(&mut self) -> Option<bool> {
+        let head = self.methods.pop_front();
+        if self.overflowed {
+            return None;
+        }
+        head
+    }
+}
+
+/// Where the bytes are going, after a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    /// HTTP/2 follows (`h2c` upgrade or prior knowledge), after `skip`
+    /// bytes of the client preface that are still to come.
+    Http2 { skip: usize },
+    /// Another protocol (a WebSocket, a CONNECT tunnel): not HTTP.
+    Opaque,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Collect {
+    ContentLength,
+    TransferEncoding,
+    Upgrade,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Between messages: blank lines, then a start line.
+    Start,
+    StartLine,
+    LineStart,
+    /// A CR at the start of a line: the head ends at the LF.
+    LineStartCr,
+    Name,
+    Value {
+        mask: bool,
+        collect: Option<Collect>,
+    },
+    Body(u64),
+    ChunkSize {
+        digits: bool,
+        ext: bool,
+    },
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// A body that ends when the connection does.
+    ToClose,
+}
+
+/// Masking state of one direction.
+#[derive(Debug)]
+pub struct Http1 {
+    state: State,
+    /// The first bytes of the start line, the name being read, or a chunk
+    /// size line's length so far.
+    line: Vec<u8>,
+    line_len: u64,
+    /// The last 8 bytes of the start line (CR left out).
+    tail: [u8; 8],
+    value: Vec<u8>,
+    /// The previous header's value was masked (an obs-fold line continues it).
+    prev_mask: bool,
+    request: bool,
+    head_method: bool,
+    status: u16,
+    content_length: Option<u64>,
+    chunked: bool,
+    upgrade_h2c: bool,
+    trailers: bool,
+    chunk_size: u64,
+    /// The body's length came from a head whose request was not seen: a
+    /// payload that starts with a status line ends it early.
+    unsure_body: bool,
+}
+
+/// Everything a step needs besides the bytes.
+pub(crate) struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub shared: &'a mut Shared,
+    pub counts: &'a mut Counts,
+    pub bodies: &'a mut BodyRanges,
+    /// Offset of the bytes given in the caller's payload.
+    pub base: usize,
+}
+
+/// The stream lost its place at this offset of the bytes given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desync(pub usize);
+
+/// Whether `buf` starts with an HTTP/1 start line (or the HTTP/2 preface),
+/// complete up to its line end.
+pub fn starts_message(buf: &[u8]) -> bool {
+    let Some(end) = buf.iter().take(MAX_LINE as usize).position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    if line.starts_with(b"HTTP/1.") {
+        return line.len() >= 12 && line[8] == b' ' && line[9..12].iter().all(u8::is_ascii_digit);
+    }
+    let method = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method > 0
+        && line.get(method) == Some(&b' ')
+        && (line.ends_with(b" HTTP/1.1")
+            || line.ends_with(b" HTTP/1.0")
+            || line == b"PRI * HTTP/2.0")
+}
+
+impl Default for Http1 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http1 {
+    /// A stream at a message boundary.
+    pub fn new() -> Self {
+        Self {
+            state: State::Start,
+            line: Vec::new(),
+            line_len: 0,
+            tail: [0; 8],
+            value: Vec::new(),
+            prev_mask: false,
+            request: false,
+            head_method: false,
+            status: 0,
+            content_length: None,
+            chunked: false,
+            upgrade_h2c: false,
+            trailers: false,
+            chunk_size: 0,
+            unsure_body: false,
+        }
+    }
+
+    fn end_message(&mut self) {
+        *self = Self::new();
+    }
+
+    fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Body(_)
+                | State::ChunkData(_)
+                | State::ChunkSize { .. }
+                | State::ChunkEnd
+                | State::ToClose
+        )
+    }
+
+    /// Bytes that never reached the capture (`n` of them) come next.
+    pub fn gap(&mut self, n: u64) -> Result<(), ()> {
+        match self.state {
+            State::Body(left) if n <= left => {
+                if n == left {
+                    self.end_message();
+                } else {
+                    self.state = State::Body(left - n);
+                }
+                Ok(())
+            }
+            State::ChunkData(left) if n <= left => {
+                self.state = if n == left { State::ChunkEnd } else { State::ChunkData(left - n) };
+                Ok(())
+            }
+            State::ToClose => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Masks one payload's bytes in place; body bytes are added to the
+    /// context's ranges. Returns where the stream switched protocol, if it
+    /// did.
+    pub(crate) fn feed(
+        &mut self,
+        buf: &mut [u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Option<(usize, Switch)>, Desync> {
+        if self.unsure_body && self.in_body() && buf.starts_with(b"HTTP/1.") && starts_message(buf)
+        {
+            self.end_message();
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            match self.state {
+                State::Body(left) => {
+                    let n = left.min((buf.len() - i) as u64);
+                    ctx.bodies.push(ctx.base + i, ctx.base + i + n as usize);
+                    i += n as usize;
+                    if n == left {
+                        self.end_message();
+                    } else {
+                        self.state = State::Body(left - n);
+                    }
+                    continue;
+                }
+                State::ChunkData(left) => {
+                    let n = left.min((buf.len() - i) as u64);
+                    ctx.bodies.push(ctx.base + i, ctx.base + i + n as usize);
+                    i += n as usize;
+                    self.state =
+                        if n == left { State::ChunkEnd } else { State::ChunkData(left - n) };
+                    continue;
+                }
+                State::ToClose => {
+                    ctx.bodies.push(ctx.base + i, ctx.base + buf.len());
+                    return Ok(None);
+                }
+                _ => {}
+            }
+            let b = buf[i];
+            match self.state {
+                State::Start => match b {
+                    b'\r' | b'\n' => {}
+                    b'A'..=b'Z' => {
+                        self.state = State::StartLine;
+                        self.line.clear();
+                        self.line.push(b);
+                        self.line_len = 1;
+                        self.tail = [0; 8];
+                        self.push_tail(b);
+                    }
+                    _ if ctx.shared.upgraded => return Ok(Some((i, Switch::Opaque))),
+                    _ => return Err(Desync(i)),
+                },
+                State::StartLine => {
+                    if b == b'\n' {
+                        match self.start_line() {
+                            Some(Some(switch)) => return Ok(Some((i + 1, switch))),
+                            Some(None) => self.state = State::LineStart,
+                            None => return Err(Desync(i)),
+                        }
+                    } else {
+                        self.line_len += 1;
+                        if self.line_len > MAX_LINE {
+                            return Err(Desync(i));
+                        }
+                        if self.line.len() < 32 {
+                            self.line.push(b);
+                        }
+                        if b != b'\r' {
+                            self.push_tail(b);
+                        }
+                    }
+                }
+                State::LineStart => match b {
+                    b'\r' => self.state = State::LineStartCr,
+                    b'\n' => {
+                        if let Some(switch) = self.end_head(ctx.shared) {
+                            return Ok(Some((i + 1, switch)));
+                        }
+                    }
+                    b' ' | b'\t' => {
+                        // An obs-fold line continues the previous value.
+                        if self.prev_mask {
+                            buf[i] = MASK;
+                        }
+                        self.state = State::Value { mask: self.prev_mask, collect: None };
+                    }
+                    _ => {
+                        self.state = State::Name;
+                        self.line.clear();
+                        self.line.push(b);
+                        self.line_len = 1;
+                    }
+                },
+                State::LineStartCr => {
+                    if b != b'\n' {
+                        return Err(Desync(i));
+                    }
+                    if let Some(switch) = self.end_head(ctx.shared) {
+                        return Ok(Some((i + 1, switch)));
+                    }
+                }
+                State::Name => match b {
+                    b':' => {
+                        let state = self.name_done(ctx.policy);
+                        if let State::Value { mask: true, .. } = state {
+                            ctx.counts.values += 1;
+                        }
+                        self.state = state;
+                    }
+                    b'\n' => return Err(Desync(i)),
+                    _ => {
+                        self.line_len += 1;
+                        if self.line.len() <= ctx.policy.longest().max(17) {
+                            self.line.push(b);
+                        }
+                    }
+                },
+                State::Value { mask, collect } => match b {
+                    b'\n' => {
+                        self.prev_mask = mask;
+                        if let Some(which) = collect {
+                            if !self.value_done(which) {
+                                return Err(Desync(i));
+                            }
+                        }
+                        self.state = State::LineStart;
+                    }
+                    b'\r' => {}
+                    _ => {
+                        if mask {
+                            buf[i] = MASK;
+                        }
+                        if collect.is_some() && self.value.len() < MAX_VALUE {
+                            self.value.push(b);
+                        }
+                    }
+                },
+                State::ChunkSize { digits, ext } => {
+                    self.line_len += 1;
+                    if self.line_len > MAX_LINE {
+                        return Err(Desync(i));
+                    }
+                    match b {
+                        b'\n' if digits => {
+                            if self.chunk_size == 0 {
+                                self.trailers = true;
+                                self.state = State::LineStart;
+                            } else {
+                                self.state = State::ChunkData(self.chunk_size);
+                            }
+                        }
+                        b'\r' => {}
+                        _ if ext => {}
+                        b';' | b' ' | b'\t' if digits => {
+                            self.state = State::ChunkSize { digits, ext: true };
+                        }
+                        _ if b.is_ascii_hexdigit() => {
+                            let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                            self.chunk_size = match self.chunk_size.checked_mul(16) {
+                                Some(v) if v <= u64::MAX - d => v + d,
+                                _ => return Err(Desync(i)),
+                            };
+                            self.state = State::ChunkSize { digits: true, ext: false };
+                        }
+                        _ => return Err(Desync(i)),
+                    }
+                }
+                State::ChunkEnd => match b {
+                    b'\r' => {}
+                    b'\n' => {
+                        self.chunk_size = 0;
+                        self.line_len = 0;
+                        self.state = State::ChunkSize { digits: false, ext: false };
+                    }
+                    _ => return Err(Desync(i)),
+                },
+                State::Body(_) | State::ChunkData(_) | State::ToClose => {
+                    unreachable!("handled above")
+                }
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    fn push_tail(&mut self, b: u8) {
+        self.tail.rotate_left(1);
+        self.tail[7] = b;
+    }
+
+    /// Reads the start line: `None` if it is not one, else whether the
+    /// stream switches to HTTP/2 (the preface).
+    fn start_line(&mut self) -> Option<Option<Switch>> {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        if line == b"PRI * HTTP/2.0" {
+            // "\r\nSM\r\n\r\n" follows.
+            return Some(Some(Switch::Http2 { skip: 8 }));
+        }
+        if line.starts_with(b"HTTP/1.") {
+            let digits = line.get(9..12)?;
+            if line.get(8) != Some(&b' ') || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            self.request = false;
+            self.status = digits.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0'));
+            return Some(None);
+        }
+        let method = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+        if line.get(method) != Some(&b' ') || !matches!(&self.tail, b"HTTP/1.1" | b"HTTP/1.0") {
+            return None;
+        }
+        self.request = true;
+        self.head_method = &line[..method] == b"HEAD";
+        Some(None)
+    }
+
+    fn name_done(&mut self, policy: &Policy) -> State {
+        let name = self.line.as_slice();
+        let whole = self.line_len as usize == name.len();
+        let mask = whole && policy.redacts(name);
+        let collect = if !whole || self.trailers {
+            None
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            Some(Collect::ContentLength)
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            Some(Collect::TransferEncoding)
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            Some(Collect::Upgrade)
+        } else {
+            None
+        };
+        self.value.clear();
+        State::Value { mask, collect }
+    }
+
+    /// Takes a framing header's value in; `false` if it makes the framing
+    /// unknowable.
+    fn value_done(&mut self, which: Collect) -> bool {
+        let value = self.value.trim_ascii();
+        match which {
+            Collect::ContentLength => {
+                let Some(n) = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok())
+                else {
+                    return false;
+                };
+                if self.content_length.is_some_and(|m| m != n) {
+                    return false;
+                }
+                self.content_length = Some(n);
+            }
+            Collect::TransferEncoding => {
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+            Collect::Upgrade => {
+                self.upgrade_h2c = value.eq_ignore_ascii_case(b"h2c");
+            }
+        }
+        true
+    }
+
+    /// The head ended: where its body, if any, goes.
+    fn end_head(&mut self, shared: &mut Shared) -> Option<Switch> {
+        if self.trailers {
+            self.end_message();
+            return None;
+        }
+        if self.request {
+            shared.push(self.head_method);
+            self.after_head(false);
+            return None;
+        }
+        match self.status {
+            101 => {
+                let h2 = self.upgrade_h2c;
+                shared.upgraded = !h2;
+                self.end_message();
+                return Some(if h2 { Switch::Http2 { skip: 0 } } else { Switch::Opaque });
+            }
+            100..=199 => {
+                self.end_message();
+                return None;
+            }
+            _ => {}
+        }
+        let head = shared.pop();
+        let bodiless = head == Some(true) || self.status == 204 || self.status == 304;
+        if bodiless {
+            self.end_message();
+            return None;
+        }
+        self.after_head(head.is_none());
+        None
+    }
+
+    fn after_head(&mut self, unsure: bool) {
+        let (chunked, length, request) = (self.chunked, self.content_length, self.request);
+        self.end_message();
+        self.state = if chunked {
+            State::ChunkSize { digits: false, ext: false }
+        } else if let Some(n) = length.filter(|&n| n > 0) {
+            State::Body(n)
+        } else if request || length == Some(0) {
+            State::Start
+        } else {
+            State::ToClose
+        };
+        self.unsure_body = unsure && self.state != State::Start;
+    }
+}
