@@ -71,6 +71,15 @@ if ! "$VENV/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$KUBERNET
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+# hypercorn: an HTTP/2 server that also takes h2c by HTTP/1.1 Upgrade (for
+# the redaction tests; nghttpd takes prior knowledge only).
+HYPERCORN_VERSION=0.18.0
+if [ "$("$VENV/bin/hypercorn" --version 2>/dev/null || true)" != "Hypercorn $HYPERCORN_VERSION" ] \
+  && ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hypercorn') != '$HYPERCORN_VERSION')" 2>/dev/null; then
+  log "installing hypercorn $HYPERCORN_VERSION into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "hypercorn==$HYPERCORN_VERSION"
+fi
 
 # Build caches live outside the clone, in $PODTAP_CACHE (default
 # /var/cache/podtap), so that a fresh clone on a warm machine builds quickly:

@@ -109,7 +109,13 @@ pub struct Context {
     pub host: Option<String>,
     /// Response body bytes kept per exchange.
     pub keep_body: usize,
+    /// The capture kept no bodies (`capture --no-bodies`): a body cut short
+    /// is what was asked for, not a flaw of the exchange.
+    pub no_bodies: bool,
 }
+
+/// What the parsers say of a body that ended at a payload cut short.
+const CUT_BODIES: [&str; 2] = ["body cut by --max-payload", "chunked body cut by --max-payload"];
 
 impl Context {
     pub fn of(capture: &Capture, keep_body: usize) -> Self {
@@ -117,6 +123,7 @@ impl Context {
             processes: capture.process_names(),
             host: capture.host().map(str::to_string),
             keep_body,
+            no_bodies: capture.redaction().is_some_and(|r| r.no_bodies),
         }
     }
 }
@@ -128,6 +135,7 @@ pub struct Engine<'s> {
     pub stats: Stats,
     rows: u64,
     keep_body: usize,
+    no_bodies: bool,
     processes: HashMap<u32, String>,
     host: Option<String>,
 }
@@ -162,6 +170,7 @@ pub fn decode(
         stats.lost_events = recorded;
     }
     stats.uprobe.rejected = capture.rejected_header_blocks();
+    stats.redaction = capture.redaction();
     stats.note_span(start, end);
     Ok(stats)
 }
@@ -174,6 +183,7 @@ impl<'s> Engine<'s> {
             stats: Stats::default(),
             rows: 0,
             keep_body: context.keep_body,
+            no_bodies: context.no_bodies,
             processes: context.processes,
             host: context.host,
         }
@@ -328,7 +338,10 @@ impl<'s> Engine<'s> {
     }
 
     fn emit_held(&mut self, held: Held, info: &Arc<ConnInfo>) {
-        let x = held.into_exchange(info.clone());
+        let mut x = held.into_exchange(info.clone());
+        if self.no_bodies {
+            x.issues.retain(|i| !CUT_BODIES.contains(&i.as_str()));
+        }
         self.stats.add_exchange(&x);
         (self.sink)(x);
     }
@@ -363,6 +376,7 @@ impl<'s> Engine<'s> {
             sink: &mut *self.sink,
             stats: &mut self.stats,
             keep_body,
+            no_bodies: self.no_bodies,
             go,
         };
         let chunk = Chunk { seq: row.seq, size: row.size, payload: row.payload, ts: row.ts };
@@ -392,6 +406,7 @@ impl<'s> Engine<'s> {
             sink: &mut *self.sink,
             stats: &mut self.stats,
             keep_body: self.keep_body,
+            no_bodies: self.no_bodies,
             go,
         };
         for dir in [Dir::Ingress, Dir::Egress] {
@@ -416,6 +431,7 @@ struct Feed<'a, 's> {
     sink: &'a mut (dyn FnMut(Exchange) + 's),
     stats: &'a mut Stats,
     keep_body: usize,
+    no_bodies: bool,
     /// The connection's uprobe blocks, if it has any: its streams go
     /// through them.
     go: &'a mut Option<Box<GoHeaders>>,
@@ -623,7 +639,10 @@ impl Feed<'_, '_> {
         }
     }
 
-    fn emit(&mut self, x: Exchange) {
+    fn emit(&mut self, mut x: Exchange) {
+        if self.no_bodies {
+            x.issues.retain(|i| !CUT_BODIES.contains(&i.as_str()));
+        }
         self.stats.add_exchange(&x);
         (self.sink)(x);
     }

@@ -71,12 +71,12 @@ pub struct Exchange {
     pub headers_source: Option<&'static str>,
 }
 
-/// Headers redacted unless `--redact-header` says otherwise (SPEC §9).
-pub const DEFAULT_REDACTED: [&str; 4] =
-    ["authorization", "cookie", "set-cookie", "proxy-authorization"];
+/// Headers redacted unless `--redact-header` says otherwise (SPEC §9): the
+/// same as capture's.
+pub const DEFAULT_REDACTED: [&str; 4] = redact::DEFAULT_NAMES;
 
 /// What a redacted header value becomes (`--redact-header`).
-pub const REDACTED: &str = "[redacted]";
+pub const REDACTED: &str = redact::REDACTED;
 
 impl Exchange {
     /// Replaces the values of the headers and trailers named in `names`

@@ -79,6 +79,12 @@ impl Capture {
         self.meta.get(meta::REJECTED_HEADER_BLOCKS).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
+    /// What capture masked before writing (`None` for captures that predate
+    /// capture-time redaction).
+    pub fn redaction(&self) -> Option<formats::schema::Redaction> {
+        self.meta.get(meta::REDACTION).and_then(|v| serde_json::from_str(v).ok())
+    }
+
     /// The machine it ran on.
     pub fn host(&self) -> Option<&str> {
         self.meta.get(meta::HOST).map(String::as_str).filter(|h| !h.is_empty())

@@ -99,9 +99,17 @@ fn run(config: &Config) -> Result<usize> {
     let mut stats = Stats::default();
     for capture in &captures {
         bar.set_message(capture.name.clone());
+        // What capture masked is shown as redacted too, whatever analyze's
+        // own list says.
+        let mut redact = config.redact.clone();
+        for name in capture.redaction().map(|r| r.headers).unwrap_or_default() {
+            if !redact.contains(&name) {
+                redact.push(name);
+            }
+        }
         let mut sink = |mut x: Exchange| {
             x.route = routes.route(&x);
-            x.redact(&config.redact);
+            x.redact(&redact);
             if write_error.is_none() {
                 if let Err(e) = writer.push(&x) {
                     write_error = Some(e);

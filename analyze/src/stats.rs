@@ -2,6 +2,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
+use formats::schema::Redaction;
 use indicatif::BinaryBytes;
 
 use crate::{exchange::Exchange, protocol::http2::uprobe};
@@ -57,6 +58,9 @@ pub struct Stats {
     pub hpack_unknown_fields: u64,
     /// Header blocks from the Go gRPC uprobes, and how they merged.
     pub uprobe: uprobe::Counts,
+    /// What capture masked before writing, summed over the captures that
+    /// say; the names are every capture's, once each.
+    pub redaction: Option<Redaction>,
     /// Connections whose bytes are TLS records.
     pub tls_connections: u64,
     /// Bytes of TLS connections, not decoded (their plaintext is, when the
@@ -137,6 +141,19 @@ impl Stats {
         self.bad_header_blocks += other.bad_header_blocks;
         self.hpack_unknown_fields += other.hpack_unknown_fields;
         self.uprobe.add(&other.uprobe);
+        if let Some(theirs) = other.redaction {
+            let ours = self.redaction.get_or_insert_with(Redaction::default);
+            for name in theirs.headers {
+                if !ours.headers.contains(&name) {
+                    ours.headers.push(name);
+                }
+            }
+            ours.no_bodies |= theirs.no_bodies;
+            ours.masked_values += theirs.masked_values;
+            ours.uncertain += theirs.uncertain;
+            ours.uncertain_bytes += theirs.uncertain_bytes;
+            ours.body_bytes_dropped += theirs.body_bytes_dropped;
+        }
         self.tls_connections += other.tls_connections;
         self.encrypted_bytes += other.encrypted_bytes;
         self.tls_plaintext_connections += other.tls_plaintext_connections;
@@ -260,6 +277,32 @@ impl Stats {
                 u.disagreed
             );
         }
+        if let Some(r) = &self.redaction {
+            let names = if r.headers.is_empty() {
+                "nothing (--no-redact)".to_string()
+            } else {
+                r.headers.join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "  redacted by capture    values of {names}: {} masked in place",
+                r.masked_values
+            );
+            if r.uncertain > 0 {
+                let _ = writeln!(
+                    s,
+                    "                         {} more time(s), {} byte(s) masked where capture could not place them",
+                    r.uncertain, r.uncertain_bytes
+                );
+            }
+            if r.no_bodies {
+                let _ = writeln!(
+                    s,
+                    "  bodies not kept        {} byte(s) (--no-bodies): lengths only",
+                    r.body_bytes_dropped
+                );
+            }
+        }
         if !self.issues.is_empty() {
             let _ = writeln!(s, "\nincomplete exchanges, by reason");
             let mut issues: Vec<_> = self.issues.iter().collect();
@@ -275,6 +318,29 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_says_what_capture_redacted() {
+        let mut stats = Stats::default();
+        assert!(!stats.summary().contains("redacted by capture"));
+        let other = Stats {
+            redaction: Some(Redaction {
+                headers: vec!["authorization".into(), "x-api-key".into()],
+                masked_values: 4,
+                uncertain: 1,
+                uncertain_bytes: 17,
+                ..Redaction::default()
+            }),
+            ..Stats::default()
+        };
+        stats.merge(other);
+        let summary = stats.summary();
+        assert!(
+            summary.contains("redacted by capture    values of authorization, x-api-key: 4 masked"),
+            "{summary}"
+        );
+        assert!(summary.contains("1 more time(s), 17 byte(s) masked"), "{summary}");
+    }
 
     #[test]
     fn the_summary_names_header_blocks_capture_rejected() {

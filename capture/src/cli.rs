@@ -77,6 +77,23 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub ring_buffer_size: u32,
 
+    /// Mask the values of this header before anything is written, besides
+    /// the default authorization, proxy-authorization, cookie and set-cookie
+    /// (repeatable; any case). Values keep their length, so every offset
+    /// and frame stays true.
+    #[arg(long = "redact-header", value_name = "NAME", conflicts_with = "no_redact")]
+    pub redact_headers: Vec<String>,
+
+    /// Mask no header values, not even the default credentials.
+    #[arg(long)]
+    pub no_redact: bool,
+
+    /// Keep no bodies: HTTP/1 head blocks, HTTP/2 frame headers and header
+    /// blocks are kept (RED and headers still work), body bytes are
+    /// recorded as lengths only.
+    #[arg(long)]
+    pub no_bodies: bool,
+
     /// Capture by syscalls only: attach no uprobes to target programs (the
     /// Go gRPC header probes are otherwise attached to grpc-go binaries).
     #[arg(long)]
@@ -130,6 +147,8 @@ pub struct Config {
     pub ring_buffer_size: u32,
     pub uprobes: bool,
     pub grpc_go_version: Option<String>,
+    /// Which headers are masked, and whether bodies are kept.
+    pub redaction: redact::Policy,
     pub quiet: bool,
 }
 
@@ -215,6 +234,16 @@ impl Args {
                 self.ring_buffer_size
             ));
         }
+        let mut names = if self.no_redact { Vec::new() } else { redact::Policy::default_names() };
+        for name in &self.redact_headers {
+            let name = name.trim().to_ascii_lowercase();
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return usage(format!("--redact-header needs a header name, got `{name}`"));
+            }
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         check_output(&output)?;
         let mut pids = self.pids;
         pids.sort_unstable();
@@ -227,9 +256,15 @@ impl Args {
             ring_buffer_size: self.ring_buffer_size,
             uprobes: !self.no_uprobes,
             grpc_go_version: self.grpc_go_version,
+            redaction: redact::Policy { names, no_bodies: self.no_bodies },
             quiet: self.quiet,
         })))
     }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: what header names are made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The segment directory written next to `output` while a capture runs.
@@ -285,6 +320,24 @@ mod tests {
             Command::Capture(config) => Ok(*config),
             other => panic!("not a capture: {other:?}"),
         }
+    }
+
+    #[test]
+    fn redaction_adds_names_to_the_defaults_or_turns_off() {
+        let c = parse(&["--pid", "1", "-o", "/tmp/x"]).unwrap();
+        assert_eq!(c.redaction.names, redact::Policy::default_names());
+        assert!(!c.redaction.no_bodies);
+        let c =
+            parse(&["--pid", "1", "-o", "/tmp/x", "--redact-header", "X-Api-Key", "--no-bodies"])
+                .unwrap();
+        assert!(c.redaction.redacts(b"x-api-key") && c.redaction.redacts(b"cookie"));
+        assert!(c.redaction.no_bodies);
+        let c = parse(&["--pid", "1", "-o", "/tmp/x", "--no-redact"]).unwrap();
+        assert!(c.redaction.names.is_empty());
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--no-redact", "--redact-header", "a"]);
+        assert!(e.unwrap_err().contains("--no-redact"));
+        let e = parse(&["--pid", "1", "-o", "/tmp/x", "--redact-header", "bad name"]).unwrap_err();
+        assert!(e.contains("--redact-header needs a header name"), "{e}");
     }
 
     #[test]

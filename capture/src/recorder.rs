@@ -6,6 +6,12 @@
 //! its children outlives the parent's `close()`). Addresses are formatted once
 //! per connection. Fork notices are passed on to keep the target list current;
 //! neither they nor connection ends become rows.
+//!
+//! Every payload passes through a [`redact::Redactor`] before it becomes a
+//! row: header values are masked in place and, with `--no-bodies`, body
+//! bytes are cut out of the row into rows that keep only their length. The
+//! recorder knows no HTTP; the redactor is told which bytes belong to which
+//! stream, and when connections open and end.
 
 use std::{
     collections::HashMap,
@@ -14,10 +20,11 @@ use std::{
 };
 
 use formats::{
-    schema::{direction, kind},
+    schema::{direction, kind, Redaction},
     wire::{Direction, EventHeader, EventKind, AF_INET, AF_INET6, FLAG_NO_CONN},
     H2Field, Record,
 };
+use redact::{BodyRanges, Redactor, StreamKey};
 
 use crate::{
     golang::sanity,
@@ -80,6 +87,12 @@ pub struct Recorder {
     /// Targeted containers: their cgroup paths as `/proc/PID/cgroup` shows
     /// them, and who they are.
     containers: Vec<(String, Arc<Identity>)>,
+    redactor: Redactor,
+    /// The payload being masked, and its body ranges.
+    scratch: Vec<u8>,
+    bodies: BodyRanges,
+    /// Masked header values of an `h2_headers` row.
+    values: Vec<Vec<u8>>,
 }
 
 fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> Option<String> {
@@ -105,8 +118,12 @@ fn comm(header: &EventHeader) -> std::borrow::Cow<'_, str> {
 }
 
 impl Recorder {
-    pub fn new(clock: WallClock) -> Self {
+    pub fn new(clock: WallClock, redaction: redact::Policy) -> Self {
         Self {
+            redactor: Redactor::new(redaction),
+            scratch: Vec::new(),
+            bodies: BodyRanges::default(),
+            values: Vec::new(),
             clock,
             rows: RowBuffer::new(),
             conns: HashMap::new(),
@@ -151,6 +168,20 @@ impl Recorder {
         self.stats
     }
 
+    /// What redaction did so far, for the capture's metadata.
+    pub fn redaction(&self) -> Redaction {
+        let policy = self.redactor.policy();
+        let counts = self.redactor.counts();
+        Redaction {
+            headers: policy.names.clone(),
+            no_bodies: policy.no_bodies,
+            masked_values: counts.values,
+            uncertain: counts.uncertain,
+            uncertain_bytes: counts.uncertain_bytes,
+            body_bytes_dropped: counts.body_bytes,
+        }
+    }
+
     pub fn rows(&mut self) -> &mut RowBuffer {
         &mut self.rows
     }
@@ -167,6 +198,7 @@ impl Recorder {
 
     /// Records one ring buffer record.
     pub fn record(&mut self, bytes: &[u8]) {
+        self.values.clear();
         let rec = match Record::parse(bytes) {
             Ok(rec) => rec,
             Err(e) => {
@@ -204,9 +236,13 @@ impl Recorder {
             EventKind::ConnEnd => {
                 // The socket is gone for good; a later one gets a new id.
                 self.conns.remove(&h.conn_id);
+                self.redactor.ended(h.conn_id);
                 return;
             }
         };
+        if matches!(rec.kind, EventKind::Connect | EventKind::Accept) {
+            self.redactor.opened(h.conn_id);
+        }
         let fields: Vec<H2Field<'_>> = if rec.kind == EventKind::H2Headers {
             let fields = match rec.h2_fields() {
                 Ok(fields) => fields,
@@ -230,6 +266,8 @@ impl Recorder {
                 }
                 return;
             }
+            let masked = mask_fields(self.redactor.policy(), &fields, &mut self.values);
+            self.redactor.count_fields(masked);
             fields
         } else {
             Vec::new()
@@ -268,7 +306,31 @@ impl Recorder {
             Some(d) => (Some(direction_name(d)), Some(h.seq), Some(rec.payload)),
             None => (None, None, None),
         };
-        self.rows.push(&Row {
+        let masking = payload.is_some() && self.redactor.policy().is_active();
+        if let (true, Some(d)) = (masking, rec.direction) {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(rec.payload);
+            if conn.is_some() {
+                let key = StreamKey { conn: h.conn_id, tls: rec.kind == EventKind::TlsData };
+                let dir = d as usize & 1;
+                self.redactor.data(key, dir, h.seq, h.size, &mut self.scratch, &mut self.bodies);
+            } else {
+                self.redactor.standalone(&mut self.scratch, &mut self.bodies);
+            }
+        }
+        let payload = if masking { Some(&self.scratch[..]) } else { payload };
+        let masked_fields: Vec<H2Field<'_>>;
+        let fields = if self.values.is_empty() {
+            &fields[..]
+        } else {
+            masked_fields = fields
+                .iter()
+                .zip(&self.values)
+                .map(|(f, v)| H2Field { name: f.name, value: v, flags: f.flags })
+                .collect();
+            &masked_fields[..]
+        };
+        let row = Row {
             ts_ns: self.clock.to_unix_ns(h.ts_ns),
             kind: row_kind,
             pid: Some(h.pid),
@@ -286,16 +348,32 @@ impl Recorder {
             flags: h.flags,
             cpu: None,
             stream_id: headers.then_some(h.seq as u32),
-            headers: headers.then_some(&fields[..]),
-        });
-        self.stats.events += 1;
+            headers: headers.then_some(fields),
+        };
+        let pieces = if masking && self.redactor.policy().no_bodies && !self.bodies.is_empty() {
+            push_without_bodies(&mut self.rows, &row, self.bodies.ranges())
+        } else {
+            self.rows.push(&row);
+            1
+        };
+        let kept = row.payload.map_or(0, |p| p.len() as u64) - self.bodies_dropped(masking);
+        self.stats.events += pieces;
         self.stats.h2_headers += u64::from(headers);
         if rec.kind == EventKind::TlsData {
             self.stats.tls_bytes += h.size;
         }
         if rec.kind == EventKind::Data {
             self.stats.bytes_moved += h.size;
-            self.stats.bytes_kept += rec.payload.len() as u64;
+            self.stats.bytes_kept += kept;
+        }
+    }
+
+    /// Body bytes cut out of the last payload.
+    fn bodies_dropped(&self, masking: bool) -> u64 {
+        if masking && self.redactor.policy().no_bodies {
+            self.bodies.len() as u64
+        } else {
+            0
         }
     }
 
@@ -314,6 +392,55 @@ impl Recorder {
         self.stats.events += 1;
         self.stats.lost += count;
     }
+}
+
+/// Masks the redacted values of a header record's fields into `values`
+/// (one per field, left empty when nothing is masked); returns how many.
+fn mask_fields(policy: &redact::Policy, fields: &[H2Field<'_>], values: &mut Vec<Vec<u8>>) -> u64 {
+    values.clear();
+    let cut = |f: &H2Field<'_>| f.flags & formats::wire::H2_FIELD_NAME_CUT != 0;
+    if policy.names.is_empty() || !fields.iter().any(|f| policy.redacts(f.name) || cut(f)) {
+        return 0;
+    }
+    values.extend(fields.iter().map(|f| f.value.to_vec()));
+    let mut counts = redact::Counts::default();
+    redact::mask_fields(
+        policy,
+        fields.iter().zip(values.iter_mut()).map(|(f, v)| (f.name, cut(f), v.as_mut_slice())),
+        &mut counts,
+    );
+    counts.values
+}
+
+/// Pushes `row` as pieces: the bytes between body ranges with their
+/// payload, each body range as a row of its length with no payload (what a
+/// payload cut short looks like to `analyze`). Returns the rows pushed.
+fn push_without_bodies(rows: &mut RowBuffer, row: &Row<'_>, bodies: &[(usize, usize)]) -> u64 {
+    let (Some(payload), Some(seq)) = (row.payload, row.seq) else {
+        rows.push(row);
+        return 1;
+    };
+    // Bytes the kernel did not copy are part of the last piece.
+    let uncopied = row.size.saturating_sub(payload.len() as u64);
+    let mut pieces = 0;
+    let mut at = 0;
+    let mut push = |from: usize, to: usize, kept: bool, last: bool| {
+        let size = (to - from) as u64 + if last { uncopied } else { 0 };
+        let payload = if kept { &payload[from..to] } else { &[][..] };
+        rows.push(&Row { seq: Some(seq + from as u64), size, payload: Some(payload), ..*row });
+        pieces += 1;
+    };
+    for (n, &(from, to)) in bodies.iter().enumerate() {
+        if from > at {
+            push(at, from, true, false);
+        }
+        push(from, to, false, n + 1 == bodies.len() && to == payload.len());
+        at = to;
+    }
+    if at < payload.len() {
+        push(at, payload.len(), true, true);
+    }
+    pieces
 }
 
 #[cfg(test)]
@@ -357,7 +484,7 @@ mod tests {
 
     #[test]
     fn renumbers_connections_densely_and_formats_addresses() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         r.record(&record(EventKind::Accept, (1 << 48) | 5, Direction::Ingress, 0, b""));
         r.record(&record(EventKind::Data, (1 << 48) | 5, Direction::Ingress, 0, b"GET /"));
         r.record(&record(EventKind::Data, 9, Direction::Egress, 0, b"x"));
@@ -380,7 +507,7 @@ mod tests {
 
     #[test]
     fn a_close_keeps_the_connection_id_until_the_socket_ends() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         // A forking server: the parent closes its copy, the child goes on.
         r.record(&record(EventKind::Accept, 77, Direction::Ingress, 0, b""));
         r.record(&record(EventKind::Close, 77, Direction::Ingress, 0, b""));
@@ -404,7 +531,7 @@ mod tests {
 
     #[test]
     fn header_records_become_h2_headers_rows_with_and_without_a_connection() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         r.record(&record(EventKind::Data, 5, Direction::Ingress, 0, b"PRI * HTTP/2.0"));
         let mut fields = field(b":path", b"/helloworld.Greeter/SayHello");
         fields.extend(field(b"te", b"trailers"));
@@ -450,7 +577,7 @@ mod tests {
 
     #[test]
     fn implausible_header_blocks_are_dropped_and_counted() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         let block = |stream: u64, name: &[u8], value: &[u8]| {
             let mut rec =
                 record(EventKind::H2Headers, 5, Direction::Ingress, stream, &field(name, value));
@@ -470,7 +597,7 @@ mod tests {
 
     #[test]
     fn forks_are_reported_not_written() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         let mut rec = record(EventKind::Fork, 0, Direction::Ingress, 0, b"");
         // size carries the parent.
         rec[32..40].copy_from_slice(&55u64.to_le_bytes());
@@ -482,7 +609,7 @@ mod tests {
 
     #[test]
     fn lost_events_become_lost_rows_and_malformed_records_are_counted() {
-        let mut r = Recorder::new(WallClock::measure());
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());
         r.lost(1, 17, 42);
         r.lost(0, 0, 42);
         r.record(&[1, 2, 3]);

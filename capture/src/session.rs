@@ -171,7 +171,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<Summary> {
     let segments = Segments::create(&segment_dir)?;
     let writer = Writer::spawn(segments, config.output.clone())?;
     let mut session = Session {
-        recorder: Recorder::new(clock),
+        recorder: Recorder::new(clock, config.redaction.clone()),
         lost_seen: Vec::new(),
         errors: ErrorCounts::default(),
         segments_sent: 0,
@@ -416,6 +416,7 @@ impl Session {
             malformed_records: stats.malformed,
             rejected_header_blocks: stats.h2_rejected,
             kernel_errors: self.errors.totals,
+            redaction: self.recorder.redaction(),
         }
     }
 

@@ -13,7 +13,11 @@ use analyze::{
     input,
     stats::Stats,
 };
-use common::{read_capture, require_root, Capture, CaptureFile, Peer};
+use common::{
+    read_capture, require_root,
+    web::{certificate, curl, find},
+    Capture, CaptureFile, Peer,
+};
 
 /// The exchanges of a capture, decoded in process by `analyze`.
 fn decode(path: &Path) -> (Vec<Exchange>, Stats) {
@@ -27,30 +31,6 @@ fn decode(path: &Path) -> (Vec<Exchange>, Stats) {
     (out, stats)
 }
 
-/// A self-signed certificate and key for `localhost`, made here.
-fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
-        .arg("/CN=localhost")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
-}
-
-/// Runs curl; returns what it printed (bodies only).
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl").arg("-sSk").args(args).output().expect("curl runs");
-    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 /// The connections that have rows of `kind`.
 fn conns_with(file: &CaptureFile, kind: &str) -> Vec<u64> {
     let mut ids: Vec<u64> =
@@ -58,10 +38,6 @@ fn conns_with(file: &CaptureFile, kind: &str) -> Vec<u64> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]

@@ -49,6 +49,28 @@ pub mod meta {
     /// path, build id, Go and grpc-go versions, what was attached, the
     /// struct offsets used and where they came from (DWARF or podtap's table).
     pub const BINARIES: &str = "podtap.binaries";
+    /// JSON [`super::Redaction`]: which header values capture masked before
+    /// writing, and how often it masked more because it could not tell.
+    pub const REDACTION: &str = "podtap.redaction";
+}
+
+/// Value of [`meta::REDACTION`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Redaction {
+    /// Header names whose values were masked (lowercase); empty with
+    /// `--no-redact`.
+    pub headers: Vec<String>,
+    /// `--no-bodies`: body bytes were not kept, only their lengths.
+    pub no_bodies: bool,
+    /// Header values masked because of their name.
+    pub masked_values: u64,
+    /// Times the rest of a header block, or a payload of a stream not
+    /// placed yet, was masked because capture could not tell what it held.
+    pub uncertain: u64,
+    /// Bytes masked for that reason.
+    pub uncertain_bytes: u64,
+    /// Body bytes not kept (`--no-bodies`).
+    pub body_bytes_dropped: u64,
 }
 
 /// Value of [`meta::FILE_KIND`] in capture files.

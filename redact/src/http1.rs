@@ -193,8 +193,9 @@ impl Http1 {
         )
     }
 
-    /// Bytes that never reached the capture (`n` of them) come next.
-    pub fn gap(&mut self, n: u64) -> Result<(), ()> {
+    /// Bytes that never reached the capture (`n` of them) come next; false
+    /// when they fall where lengths are read (the stream is lost).
+    pub fn gap(&mut self, n: u64) -> bool {
         match self.state {
             State::Body(left) if n <= left => {
                 if n == left {
@@ -202,14 +203,14 @@ impl Http1 {
                 } else {
                     self.state = State::Body(left - n);
                 }
-                Ok(())
+                true
             }
             State::ChunkData(left) if n <= left => {
                 self.state = if n == left { State::ChunkEnd } else { State::ChunkData(left - n) };
-                Ok(())
+                true
             }
-            State::ToClose => Ok(()),
-            _ => Err(()),
+            State::ToClose => true,
+            _ => false,
         }
     }
 

@@ -61,7 +61,7 @@ pub fn plausible_frames(buf: &[u8]) -> bool {
                 DATA | HEADERS | CONTINUATION => stream != 0,
                 PRIORITY => stream != 0 && len == 5,
                 RST_STREAM => stream != 0 && len == 4,
-                SETTINGS => stream == 0 && len % 6 == 0,
+                SETTINGS => stream == 0 && len.is_multiple_of(6),
                 PUSH_PROMISE => stream != 0 && len >= 4,
                 PING => stream == 0 && len == 8,
                 GOAWAY => stream == 0 && len >= 8,

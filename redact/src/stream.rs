@@ -133,6 +133,12 @@ impl Redactor {
         self.counts
     }
 
+    /// Counts `n` values masked outside the streams (header lists read from
+    /// a process, masked with [`crate::mask_fields`]).
+    pub fn count_fields(&mut self, n: u64) {
+        self.counts.values += n;
+    }
+
     /// Connections followed now.
     pub fn connections(&self) -> usize {
         self.conns.len()
@@ -215,7 +221,7 @@ impl Stream {
         match &mut self.proto {
             Proto::Fresh => self.proto = Proto::Unplaced,
             Proto::Http1(h) => {
-                if h.gap(n).is_err() {
+                if !h.gap(n) {
                     self.proto = Proto::Unplaced;
                 }
             }

@@ -4,7 +4,10 @@
 # `capture` attached to nginx, and the script prints requests/s both ways,
 # their ratio, and what capture recorded (events/s, bytes/s written, lost).
 # A last run with the kernel's BPF statistics on gives the CPU time the
-# programs add per syscall, and the capture process's own CPU use.
+# programs add per syscall, and the capture process's own CPU use. Then
+# capture's own CPU time per event with header redaction on (the default)
+# and off (--no-redact), alternating, on requests that carry Authorization
+# and Cookie headers.
 #
 #   scripts/bench/overhead.sh [ROUNDS] [SECONDS]      (as root; defaults 3 rounds of 10 s)
 #
@@ -63,8 +66,13 @@ fi
 master=$(cat "$work/server.pid")
 
 rps() {
-  wrk -t1 -c"$connections" -d"${seconds}s" "$url" \
+  wrk -t1 -c"$connections" -d"${seconds}s" "$@" "$url" \
     | awk '/^Requests\/sec/ {print $2}'
+}
+
+# The capture process's CPU time so far, in clock ticks.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 wait_ready() {
@@ -111,8 +119,30 @@ sysctl -qw kernel.bpf_stats_enabled=0
 kill -INT "$cap"; wait "$cap"
 cpu_share=$(python3 -c "print(($cpu1 - $cpu0) / $(getconf CLK_TCK) / $seconds)")
 
+# Capture's CPU per event, redaction on and off, side by side.
+per_event_on=()
+per_event_off=()
+for round in $(seq "$rounds"); do
+  for mode in on off; do
+    flags=()
+    [ "$mode" = off ] && flags=(--no-redact)
+    "$capture" --pid "$master" "${flags[@]}" -o "$work/redact.parquet" 2>"$work/capture.log" &
+    cap=$!
+    wait_ready "$cap"
+    c0=$(cpu_ticks "$cap")
+    rps -H "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl" \
+      -H "Cookie: session=0123456789abcdef0123456789abcdef; theme=dark" > /dev/null
+    c1=$(cpu_ticks "$cap")
+    kill -INT "$cap"; wait "$cap"
+    e=$(grep '^captured' "$work/capture.log" | sed -E 's/.* ([0-9,]+) events.*/\1/' | tr -d ,)
+    per=$(python3 -c "print(($c1 - $c0) / $(getconf CLK_TCK) / max($e, 1) * 1e6)")
+    if [ "$mode" = on ]; then per_event_on+=("$per"); else per_event_off+=("$per"); fi
+    rm -f "$work/redact.parquet"
+  done
+done
+
 python3 - "$label" "$connections" "$body" "$events" "$written" "$lost" "$captured_s" "${without[*]}" "${with[*]}" \
-  "$work/progs.json" "$cpu_share" "$stats_rps" "$seconds" <<'PY'
+  "$work/progs.json" "$cpu_share" "$stats_rps" "$seconds" "${per_event_on[*]}" "${per_event_off[*]}" <<'PY'
 import json, statistics, sys
 label = sys.argv.pop(1)
 conns, body, events, written, lost, secs = sys.argv[1:7]
@@ -121,6 +151,8 @@ with_ = [float(x) for x in sys.argv[8].split()]
 progs = json.load(open(sys.argv[9]))
 cpu_share, stats_rps = float(sys.argv[10]), float(sys.argv[11])
 seconds_per_round = sys.argv[12]
+red_on = [float(x) for x in sys.argv[13].split()]
+red_off = [float(x) for x in sys.argv[14].split()]
 a, b = statistics.median(without), statistics.median(with_)
 secs = float(secs)
 print(f"{label}, {body}-byte responses, wrk -t1 -c{conns}, {len(without)} rounds of {seconds_per_round}s (median)")
@@ -129,6 +161,11 @@ print(f"  with capture:    {b:10.0f} req/s   {' '.join(f'{x:.0f}' for x in with_
 print(f"  ratio:           {b / a:10.3f}")
 print(f"  capture: {int(events) / secs:,.0f} events/s, {int(written) / secs / 1e6:.2f} MB/s written, {lost} events lost")
 print(f"  capture process CPU: {cpu_share * 100:.1f}% of one core at {stats_rps:,.0f} req/s")
+on, off = statistics.median(red_on), statistics.median(red_off)
+print(f"  capture CPU per event, requests with Authorization and Cookie ({len(red_on)} rounds, median):")
+print(f"    redaction on (default): {on:6.2f} us   {' '.join(f'{x:.2f}' for x in red_on)}")
+print(f"    --no-redact:            {off:6.2f} us   {' '.join(f'{x:.2f}' for x in red_off)}")
+print(f"    ratio:                  {on / off:6.3f}")
 print("  kernel CPU per traced syscall (bpf_stats, all processes; wrk's own reads and writes are not targets):")
 for p in sorted(progs, key=lambda p: p.get("name", "")):
     runs = p.get("run_cnt", 0)

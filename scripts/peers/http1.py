@@ -10,7 +10,8 @@
           GET  /status/CODE   an empty-bodied response with that status
           POST /echo          the request body back
           anything else       "hello\\n"
-        Connections are kept alive (HTTP/1.1).
+        A request with a Cookie gets it back as Set-Cookie. Connections are
+        kept alive (HTTP/1.1).
 
     http1.py client [--host 127.0.0.1] --port N [--log DIR] [--pause-after K] [--repeat R] [--interval S] SPEC...
         One keep-alive connection; SPEC is "GET /path" or "POST /path BYTES".
@@ -19,6 +20,8 @@
         every byte sent (sent.bin) and received (recv.bin), and marks.json with
         how many of them came before the pause.
         --wait: print "ready" and wait for a line on stdin before connecting.
+        --header "NAME: VALUE": sent with every request (repeatable).
+        --byte-by-byte: every request is written one byte per send().
         --nonblocking-connect: connect the way event loops do (EINPROGRESS).
         --half-close: send every request (the last with "Connection: close"),
         shut down the sending side, wait, then read the responses to the end.
@@ -69,6 +72,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, code, body, content_type="application/octet-stream"):
         self.send_response(code)
+        if self.headers.get("Cookie"):
+            self.send_header("Set-Cookie", self.headers["Cookie"])
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -198,18 +203,19 @@ def read_response(sock, buf, head_request=False):
     return buf[:end], buf[end:]
 
 
-def build_request(spec, port, host="127.0.0.1"):
+def build_request(spec, port, host="127.0.0.1", headers=()):
     if ":" in host:
         host = f"[{host}]"
     words = spec.split()
     method, path = words[0], words[1]
+    extra = "".join(f"{h}\r\n" for h in headers)
     if method == "POST":
         body = pattern(int(words[2]))
         return (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-    return f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: podtap-test\r\n\r\n".encode()
+    return f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}User-Agent: podtap-test\r\n\r\n".encode()
 
 
 def connect(args):
@@ -275,10 +281,15 @@ def client(args):
             marks = {"sent_before_pause": len(sent), "recv_before_pause": len(recv)}
             print("paused", flush=True)
             sys.stdin.readline()
-        request = build_request(spec, args.port, args.host)
+        request = build_request(spec, args.port, args.host, args.header)
         if args.interval and i:
             time.sleep(args.interval)
-        sock.sendall(request)
+        if args.byte_by_byte:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for b in request:
+                sock.send(bytes([b]))
+        else:
+            sock.sendall(request)
         sent += request
         head_request = request.startswith(b"HEAD ")
         response, rest = read_response(sock, rest, head_request)
@@ -319,6 +330,8 @@ def main():
     c.add_argument("--nonblocking-connect", action="store_true")
     c.add_argument("--half-close", action="store_true")
     c.add_argument("--pipeline", action="store_true")
+    c.add_argument("--header", action="append", default=[])
+    c.add_argument("--byte-by-byte", action="store_true")
     c.add_argument("spec", nargs="+")
     args = parser.parse_args()
     if args.command == "server":

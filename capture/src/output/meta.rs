@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use formats::{
-    schema::{meta, FILE_KIND_CAPTURE, SCHEMA_VERSION},
+    schema::{meta, Redaction, FILE_KIND_CAPTURE, SCHEMA_VERSION},
     wire::{KernelError, KERNEL_ERROR_SLOTS},
 };
 use parquet::file::metadata::KeyValue;
@@ -43,6 +43,8 @@ impl CaptureInfo {
                 "ring_buffer_size": config.ring_buffer_size,
                 "uprobes": config.uprobes,
                 "grpc_go_version": config.grpc_go_version,
+                "redact_headers": config.redaction.names,
+                "no_bodies": config.redaction.no_bodies,
             }),
             targets_asked: json!({
                 "pids": config.targets.pids,
@@ -72,6 +74,8 @@ pub struct Totals {
     pub rejected_header_blocks: u64,
     /// The kernel's counters, indexed by [`KernelError`].
     pub kernel_errors: [u64; KERNEL_ERROR_SLOTS as usize],
+    /// What was masked before writing.
+    pub redaction: Redaction,
 }
 
 /// RFC 3339 with nanoseconds, UTC.
@@ -135,6 +139,7 @@ fn common(info: &CaptureInfo, processes: &[Process], totals: &Totals) -> Vec<Key
         kv(meta::MALFORMED_RECORDS, totals.malformed_records.to_string()),
         kv(meta::REJECTED_HEADER_BLOCKS, totals.rejected_header_blocks.to_string()),
         kv(meta::BINARIES, info.binaries.to_string()),
+        kv(meta::REDACTION, serde_json::to_string(&totals.redaction).unwrap_or_default()),
     ]
 }
 

@@ -21,6 +21,7 @@ use arrow_array::{
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub mod go;
+pub mod web;
 
 pub const CAPTURE: &str = env!("CARGO_BIN_EXE_capture");
 

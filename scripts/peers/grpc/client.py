@@ -6,6 +6,7 @@ as SPECs: unary:NAME, stream:NAME:COUNT, error:NAME.
 
 --warmup K: make K unary calls first, print "paused" and wait for a line on
 stdin (a capture starts meanwhile); they are not logged.
+--metadata KEY=VALUE: sent with every call (repeatable).
 --log FILE: every logged call as an exchange, as the client saw it: path,
 grpc status code and message, replies received.
 """
@@ -21,17 +22,17 @@ pb2, pb2_grpc = gen.stubs()
 SERVICE = "/helloworld.Greeter/"
 
 
-def call(stub, spec):
+def call(stub, spec, metadata=()):
     kind, name, *rest = spec.split(":")
     request = pb2.HelloRequest(name=name, count=int(rest[0]) if rest else 1)
     try:
         if kind == "unary":
-            stub.SayHello(request)
+            stub.SayHello(request, metadata=metadata)
             return "SayHello", grpc.StatusCode.OK, None, 1
         if kind == "stream":
-            replies = sum(1 for _ in stub.SayHelloStream(request))
+            replies = sum(1 for _ in stub.SayHelloStream(request, metadata=metadata))
             return "SayHelloStream", grpc.StatusCode.OK, None, replies
-        stub.SayHelloError(request)
+        stub.SayHelloError(request, metadata=metadata)
         return "SayHelloError", grpc.StatusCode.OK, None, 1
     except grpc.RpcError as e:
         method = {"unary": "SayHello", "stream": "SayHelloStream", "error": "SayHelloError"}[kind]
@@ -43,6 +44,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log")
     parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--metadata", action="append", default=[])
     parser.add_argument("spec", nargs="*")
     args = parser.parse_args()
     channel = grpc.insecure_channel(f"127.0.0.1:{args.port}")
@@ -54,7 +56,8 @@ def main():
         sys.stdin.readline()
     log = []
     for spec in args.spec:
-        method, code, details, replies = call(stub, spec)
+        metadata = [tuple(m.split("=", 1)) for m in args.metadata]
+        method, code, details, replies = call(stub, spec, metadata)
         log.append({"protocol": "grpc", "method": "POST", "path": SERVICE + method, "status": 200,
                     "grpc_status": code.value[0], "grpc_message": details})
     if args.log:

@@ -247,6 +247,19 @@ impl Parser {
                     self.state = State::Resync(Vec::new());
                 }
             }
+            State::Body(Framing::Chunked(Chunk::Data(left))) if len <= *left => {
+                // Inside one chunk's data (`--no-bodies`, or a cut payload
+                // that ends mid-chunk): its length is known, the framing
+                // goes on after it.
+                *left -= len;
+                if *left == 0 {
+                    self.state = State::Body(Framing::Chunked(Chunk::DataEnd(0)));
+                }
+                let msg = self.current.get_or_insert_with(Message::default);
+                msg.body_size += len;
+                msg.end_ts = ts;
+                note(msg, unseen);
+            }
             State::Body(Framing::Chunked(_)) => {
                 let msg = self.current.get_or_insert_with(Message::default);
                 msg.end_ts = ts;

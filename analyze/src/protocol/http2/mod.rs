@@ -144,6 +144,9 @@ pub struct Http2Conn {
     blocks: [Option<Block>; 2],
     /// Open streams, boxed: they are large and move in and out of the map.
     streams: BTreeMap<u32, Box<Stream>>,
+    /// The highest stream id seen, client-initiated (odd) and server (even):
+    /// a stream below it that is not open is closed (RFC 9113 §5.1.1).
+    highest: [u32; 2],
     scratch: Vec<FrameOutput>,
     /// A stream of this connection was seen to be gRPC.
     pub grpc: bool,
@@ -169,6 +172,7 @@ impl Http2Conn {
             hpack: [decoder(), decoder()],
             blocks: [None, None],
             streams: BTreeMap::new(),
+            highest: [0; 2],
             scratch: Vec::new(),
             grpc: false,
             skips: [0; 2],
@@ -185,6 +189,7 @@ impl Http2Conn {
         req.end(0);
         stream.upgrade = Some(request);
         conn.streams.insert(1, Box::new(stream));
+        conn.highest[1] = 1;
         conn
     }
 
@@ -242,6 +247,8 @@ impl Http2Conn {
     }
 
     fn stream(&mut self, id: u32) -> &mut Stream {
+        let highest = &mut self.highest[(id & 1) as usize];
+        *highest = (*highest).max(id);
         self.streams.entry(id).or_insert_with(|| Box::new(Stream::new(id)))
     }
 
@@ -329,6 +336,11 @@ impl Http2Conn {
                 }
             },
             frame::RST_STREAM => {
+                if !self.streams.contains_key(&id) && id <= self.highest[(id & 1) as usize] {
+                    // A closed stream's reset (curl sends one after an h2c
+                    // upgrade's stream 1 ends): nothing to report.
+                    return;
+                }
                 let code = frame
                     .payload
                     .get(..4)

@@ -1,8 +1,9 @@
 // A gRPC Greeter client in Go (built as the server is, see ../server),
 // scripted over stdin/stdout so a test can decide when each call is made.
 //
-//	client -addr HOST:PORT [-addr HOST:PORT | -addr A,B ...] [-warmup N]
+//	client -addr HOST:PORT [-addr HOST:PORT | -addr A,B ...] [-warmup N] [-metadata KEY=VALUE ...]
 //
+// -metadata pairs are sent with every call after the warm-up.
 // Every -addr entry gets a grpc.ClientConn of its own, so the same address
 // given twice means two TCP connections. Once every connection is up and has
 // made N warm-up SayHello calls, it prints "ready"; then it reads one command
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "podtap/peers/helloworld"
@@ -63,6 +65,15 @@ func fatal(format string, args ...interface{}) {
 // oneLine keeps a status message on the answer's line.
 func oneLine(s string) string { return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s) }
 
+// repeated is a flag that may be given many times, each value kept whole.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, " ") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// sent is the metadata every scripted call carries (-metadata).
+var sent []string
+
 // run carries out one command and returns its answer line.
 func run(clients []pb.GreeterClient, fields []string) string {
 	if len(fields) == 0 {
@@ -82,7 +93,9 @@ func run(clients []pb.GreeterClient, fields []string) string {
 	c, req := clients[conn], &pb.HelloRequest{Name: fields[2]}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-
+	if len(sent) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, sent...)
+	}
 	switch fields[0] {
 	case "unary":
 		reply, err := c.SayHello(ctx, req)
@@ -120,7 +133,16 @@ func main() {
 	var list addrs
 	flag.Var(&list, "addr", "server HOST:PORT; repeatable or comma-separated, one connection each")
 	warmup := flag.Int("warmup", 0, "SayHello calls made on every connection before \"ready\"")
+	var pairs repeated
+	flag.Var(&pairs, "metadata", "KEY=VALUE sent with every scripted call; repeatable")
 	flag.Parse()
+	for _, p := range pairs {
+		kv := strings.SplitN(p, "=", 2)
+		if len(kv) != 2 {
+			fatal("-metadata wants KEY=VALUE, got %q", p)
+		}
+		sent = append(sent, kv[0], kv[1])
+	}
 	if len(list) == 0 || flag.NArg() > 0 {
 		fatal("usage: client -addr HOST:PORT [-addr HOST:PORT ...] [-warmup N]")
 	}
