@@ -595,6 +595,82 @@ mod tests {
         assert_eq!((r.stats().h2_rejected, r.stats().h2_headers), (3, 1));
     }
 
+    fn payloads(r: &mut Recorder) -> Vec<(u64, u64, Vec<u8>)> {
+        let batch = r.rows().finish().unwrap();
+        let seq = batch.column_by_name("seq").unwrap().as_primitive::<UInt64Type>();
+        let size = batch.column_by_name("size").unwrap().as_primitive::<UInt64Type>();
+        let payload = batch.column_by_name("payload").unwrap().as_binary::<i32>();
+        (0..batch.num_rows())
+            .filter(|&i| !seq.is_null(i))
+            .map(|i| (seq.value(i), size.value(i), payload.value(i).to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn header_values_are_masked_before_they_become_rows() {
+        let mut r = Recorder::new(
+            WallClock::measure(),
+            redact::Policy { names: redact::Policy::default_names(), no_bodies: false },
+        );
+        r.record(&record(EventKind::Accept, 5, Direction::Ingress, 0, b""));
+        r.record(&record(
+            EventKind::Data,
+            5,
+            Direction::Ingress,
+            0,
+            b"GET / HTTP/1.1\r\nCookie: a",
+        ));
+        r.record(&record(EventKind::Data, 5, Direction::Ingress, 26, b"bc\r\n\r\n"));
+        let rows = payloads(&mut r);
+        assert_eq!(rows[0].2, b"GET / HTTP/1.1\r\nCookie:**");
+        assert_eq!(rows[1].2, b"**\r\n\r\n");
+        assert_eq!(r.redaction().masked_values, 1);
+        assert_eq!(r.redaction().headers, redact::Policy::default_names());
+    }
+
+    #[test]
+    fn header_records_from_the_go_probes_are_masked_by_name() {
+        let mut r = Recorder::new(
+            WallClock::measure(),
+            redact::Policy { names: redact::Policy::default_names(), no_bodies: false },
+        );
+        let mut fields = field(b":path", b"/helloworld.Greeter/SayHello");
+        fields.extend(field(b"authorization", b"Bearer t0ken"));
+        let mut rec = record(EventKind::H2Headers, 5, Direction::Ingress, 1, &fields);
+        rec[32..40].copy_from_slice(&2u64.to_le_bytes());
+        r.record(&rec);
+        let batch = r.rows().finish().unwrap();
+        let headers = batch.column_by_name("headers").unwrap().as_list::<i32>();
+        let first = headers.value(0);
+        let values = first.as_struct().column(1).as_string::<i32>();
+        assert_eq!(values.value(0), "/helloworld.Greeter/SayHello");
+        assert_eq!(values.value(1), "************");
+        assert_eq!(r.redaction().masked_values, 1);
+    }
+
+    #[test]
+    fn without_bodies_a_row_is_cut_around_its_body_keeping_seq_and_size() {
+        let mut r = Recorder::new(
+            WallClock::measure(),
+            redact::Policy { names: Vec::new(), no_bodies: true },
+        );
+        r.record(&record(EventKind::Accept, 5, Direction::Ingress, 0, b""));
+        let head = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n";
+        let bytes = [&head[..], b"bodyGET / HTTP/1.1\r\n\r\n"].concat();
+        r.record(&record(EventKind::Data, 5, Direction::Ingress, 0, &bytes));
+        let n = head.len() as u64;
+        assert_eq!(
+            payloads(&mut r),
+            vec![
+                (0, n, head.to_vec()),
+                (n, 4, Vec::new()),
+                (n + 4, 18, b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+            ]
+        );
+        assert_eq!(r.stats().bytes_kept, bytes.len() as u64 - 4);
+        assert_eq!(r.redaction().body_bytes_dropped, 4);
+    }
+
     #[test]
     fn forks_are_reported_not_written() {
         let mut r = Recorder::new(WallClock::measure(), redact::Policy::default());

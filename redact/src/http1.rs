@@ -116,6 +116,9 @@ pub struct Http1 {
     /// The body's length came from a head whose request was not seen: a
     /// payload that starts with a status line ends it early.
     unsure_body: bool,
+    /// A start line was read: the stream is HTTP/1. Until then, bytes that
+    /// are no start line say it is another protocol, not a lost place.
+    placed: bool,
 }
 
 /// Everything a step needs besides the bytes.
@@ -150,16 +153,12 @@ pub fn starts_message(buf: &[u8]) -> bool {
             || line == b"PRI * HTTP/2.0")
 }
 
-impl Default for Http1 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Http1 {
-    /// A stream at a message boundary.
-    pub fn new() -> Self {
+    /// A stream at a message boundary; `placed` if it is known to be HTTP/1
+    /// (a start line was seen), else its first line decides.
+    pub fn new(placed: bool) -> Self {
         Self {
+            placed,
             state: State::Start,
             line: Vec::new(),
             line_len: 0,
@@ -179,7 +178,17 @@ impl Http1 {
     }
 
     fn end_message(&mut self) {
-        *self = Self::new();
+        *self = Self::new(true);
+    }
+
+    /// The bytes are no HTTP/1 at `i`: another protocol if no start line
+    /// was ever seen, else the place is lost.
+    fn not_http(&self, i: usize) -> Result<Option<(usize, Switch)>, Desync> {
+        if self.placed {
+            Err(Desync(i))
+        } else {
+            Ok(Some((0, Switch::Opaque)))
+        }
     }
 
     fn in_body(&self) -> bool {
@@ -267,19 +276,22 @@ impl Http1 {
                         self.push_tail(b);
                     }
                     _ if ctx.shared.upgraded => return Ok(Some((i, Switch::Opaque))),
-                    _ => return Err(Desync(i)),
+                    _ => return self.not_http(i),
                 },
                 State::StartLine => {
                     if b == b'\n' {
                         match self.start_line() {
                             Some(Some(switch)) => return Ok(Some((i + 1, switch))),
-                            Some(None) => self.state = State::LineStart,
-                            None => return Err(Desync(i)),
+                            Some(None) => {
+                                self.placed = true;
+                                self.state = State::LineStart;
+                            }
+                            None => return self.not_http(i),
                         }
                     } else {
                         self.line_len += 1;
-                        if self.line_len > MAX_LINE {
-                            return Err(Desync(i));
+                        if self.line_len > MAX_LINE || (b.is_ascii_control() && b != b'\r') {
+                            return self.not_http(i);
                         }
                         if self.line.len() < 32 {
                             self.line.push(b);

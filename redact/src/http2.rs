@@ -102,23 +102,23 @@ pub struct BlockMasker {
     /// The bytes of the representation in progress (as sent, unmasked).
     carry: Vec<u8>,
     in_block: bool,
-    /// Every byte until the block ends is masked: the state is uncertain
-    /// from here on, but the block is still read to keep the table.
-    masking: bool,
     /// The block can no longer be read (lost bytes, a decoding error).
     broken: bool,
     scratch: Vec<u8>,
+    /// Whether any name is redacted: without, nothing is masked, not even
+    /// what cannot be placed.
+    redacting: bool,
 }
 
 impl BlockMasker {
     /// `fresh`: the connection was seen from its start, so the dynamic
     /// table is empty.
-    pub fn new(fresh: bool) -> Self {
+    pub fn new(fresh: bool, redacting: bool) -> Self {
         Self {
+            redacting,
             decoder: if fresh { Decoder::new() } else { Decoder::joining() },
             carry: Vec::new(),
             in_block: false,
-            masking: false,
             broken: false,
             scratch: Vec::new(),
         }
@@ -126,7 +126,7 @@ impl BlockMasker {
 
     /// Bytes of the block were lost: the rest of it is masked.
     pub fn gap(&mut self, counts: &mut Counts) {
-        if !self.broken {
+        if !self.broken && self.redacting {
             counts.uncertain += 1;
         }
         self.decoder.lost_block();
@@ -140,7 +140,6 @@ impl BlockMasker {
         self.decoder.lost_block();
         self.carry.clear();
         self.in_block = false;
-        self.masking = false;
         self.broken = false;
     }
 
@@ -161,12 +160,11 @@ impl BlockMasker {
         }
         self.carry.clear();
         self.in_block = false;
-        self.masking = false;
         self.broken = false;
     }
 
     fn mask_rest(&self, frag: &mut [u8], from: usize, counts: &mut Counts) {
-        if from < frag.len() {
+        if self.redacting && from < frag.len() {
             counts.uncertain_bytes += (frag.len() - from) as u64;
             frag[from..].fill(BLOCK_FILLER);
         }
@@ -190,25 +188,26 @@ impl BlockMasker {
                     return;
                 }
             };
-            if matches!(peek.name, Name::Known(None)) && !self.masking {
-                // A name from an entry never seen: it may be a redacted one.
-                self.masking = true;
-                counts.uncertain += 1;
-            }
-            if self.masking {
-                let end = peek.end.map_or(self.carry.len(), |e| pos + e);
-                let from = (pos.max(base) - base).min(frag.len());
-                let to = (end.max(base) - base).max(from);
-                counts.uncertain_bytes += (to - from) as u64;
-                frag[from..to].fill(BLOCK_FILLER);
-            } else if let (Name::Known(Some(name)), Some((start, len, huff))) =
-                (&peek.name, peek.value)
-            {
-                if policy.redacts(name.as_bytes()) {
+            if let Some((start, len, huff)) = peek.value {
+                // A name from an entry inserted before the capture may be a
+                // redacted one: its value is masked, and counted as such.
+                // The rest of the block stays readable: every other name
+                // is known exactly (static, literal, or an entry seen).
+                let (redact, unsure) = match &peek.name {
+                    Name::Known(Some(name)) => (policy.redacts(name.as_bytes()), false),
+                    Name::Known(None) => (!policy.names.is_empty(), true),
+                    _ => (false, false),
+                };
+                if redact {
                     let (vs, ve) = (pos + start, pos + start + len);
                     self.mask_value(frag, base, vs, ve, huff);
                     if peek.end.is_some() {
-                        counts.values += 1;
+                        if unsure {
+                            counts.uncertain += 1;
+                            counts.uncertain_bytes += len as u64;
+                        } else {
+                            counts.values += 1;
+                        }
                     }
                 }
             }
@@ -229,7 +228,7 @@ impl BlockMasker {
 
     /// The block cannot be read on: masked from `from` (in `frag`) to its end.
     fn fail(&mut self, frag: &mut [u8], from: usize, counts: &mut Counts) {
-        counts.uncertain += 1;
+        counts.uncertain += u64::from(self.redacting);
         self.mask_rest(frag, from, counts);
         self.decoder.lost_block();
         self.carry.clear();
@@ -366,14 +365,15 @@ pub struct Lost(pub usize);
 
 impl Http2 {
     /// A stream at a frame boundary, after `preface` bytes of the client
-    /// preface; `fresh` if the connection was seen from its start.
-    pub fn new(preface: usize, fresh: bool) -> Self {
+    /// preface; `fresh` if the connection was seen from its start;
+    /// `redacting` if any name is masked.
+    pub fn new(preface: usize, fresh: bool, redacting: bool) -> Self {
         let state = if preface > 0 {
             State::Preface(preface)
         } else {
             State::Header { buf: [0; 9], have: 0 }
         };
-        Self { state, blocks: BlockMasker::new(fresh) }
+        Self { state, blocks: BlockMasker::new(fresh, redacting) }
     }
 
     /// A stream lost earlier found frames again at a payload's start.

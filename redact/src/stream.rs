@@ -108,9 +108,9 @@ fn tls_record(buf: &[u8]) -> bool {
 }
 
 /// Masks bytes whose place is unknown, keeping line ends (no value holds
-/// one), so that line structure survives.
-fn mask_unplaced(buf: &mut [u8], counts: &mut Counts) {
-    if buf.is_empty() {
+/// one), so that line structure survives; nothing when no name is redacted.
+fn mask_unplaced(buf: &mut [u8], policy: &Policy, counts: &mut Counts) {
+    if buf.is_empty() || policy.names.is_empty() {
         return;
     }
     counts.uncertain += 1;
@@ -179,7 +179,7 @@ impl Redactor {
             Some(next) if seq > next => stream.gap(seq - next, &mut self.counts),
             Some(next) if seq < next => {
                 // Bytes seen before, or out of order: not placed.
-                mask_unplaced(payload, &mut self.counts);
+                mask_unplaced(payload, &self.policy, &mut self.counts);
                 return;
             }
             Some(_) => {}
@@ -239,28 +239,29 @@ impl Stream {
         counts: &mut Counts,
         bodies: &mut BodyRanges,
     ) {
+        let redacting = !policy.names.is_empty();
         let mut at = 0;
         while at < buf.len() {
             let rest = &mut buf[at..];
             match &mut self.proto {
                 Proto::Fresh => {
                     self.proto = if rest[0].is_ascii_uppercase() {
-                        Proto::Http1(Http1::new())
+                        Proto::Http1(Http1::new(false))
                     } else if other_h2 || http2::plausible_frames(rest) {
-                        Proto::Http2(Http2::new(0, true))
+                        Proto::Http2(Http2::new(0, true, redacting))
                     } else {
                         Proto::Other
                     };
                 }
                 Proto::Unplaced => {
                     if at == 0 && http1::starts_message(rest) {
-                        self.proto = Proto::Http1(Http1::new());
+                        self.proto = Proto::Http1(Http1::new(true));
                     } else if at == 0 && http2::plausible_frames(rest) {
-                        self.proto = Proto::Http2(Http2::new(0, false));
+                        self.proto = Proto::Http2(Http2::new(0, false, redacting));
                     } else if at == 0 && tls_record(rest) {
                         self.proto = Proto::Other;
                     } else {
-                        mask_unplaced(rest, counts);
+                        mask_unplaced(rest, policy, counts);
                         return;
                     }
                 }
@@ -269,7 +270,7 @@ impl Stream {
                     match h.feed(rest, &mut ctx) {
                         Ok(None) => return,
                         Ok(Some((n, Switch::Http2 { skip }))) => {
-                            self.proto = Proto::Http2(Http2::new(skip, true));
+                            self.proto = Proto::Http2(Http2::new(skip, true, redacting));
                             at += n;
                         }
                         Ok(Some((n, Switch::Opaque))) => {
@@ -278,7 +279,7 @@ impl Stream {
                         }
                         Err(Desync(n)) => {
                             self.proto = Proto::Unplaced;
-                            mask_unplaced(&mut rest[n..], counts);
+                            mask_unplaced(&mut rest[n..], policy, counts);
                             return;
                         }
                     }
@@ -290,7 +291,7 @@ impl Stream {
                     match h.feed(rest, at, policy, counts, bodies) {
                         Ok(()) => return,
                         Err(Lost(n)) => {
-                            mask_unplaced(&mut rest[n..], counts);
+                            mask_unplaced(&mut rest[n..], policy, counts);
                             return;
                         }
                     }
