@@ -256,7 +256,7 @@ impl Args {
             ring_buffer_size: self.ring_buffer_size,
             uprobes: !self.no_uprobes,
             grpc_go_version: self.grpc_go_version,
-            redaction: redact::Policy { names, no_bodies: self.no_bodies },
+            redaction: redact::Policy::new(names, self.no_bodies),
             quiet: self.quiet,
         })))
     }
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn redaction_adds_names_to_the_defaults_or_turns_off() {
         let c = parse(&["--pid", "1", "-o", "/tmp/x"]).unwrap();
-        assert_eq!(c.redaction.names, redact::Policy::default_names());
+        assert_eq!(c.redaction.names(), redact::Policy::default_names());
         assert!(!c.redaction.no_bodies);
         let c =
             parse(&["--pid", "1", "-o", "/tmp/x", "--redact-header", "X-Api-Key", "--no-bodies"])
@@ -333,7 +333,7 @@ mod tests {
         assert!(c.redaction.redacts(b"x-api-key") && c.redaction.redacts(b"cookie"));
         assert!(c.redaction.no_bodies);
         let c = parse(&["--pid", "1", "-o", "/tmp/x", "--no-redact"]).unwrap();
-        assert!(c.redaction.names.is_empty());
+        assert!(c.redaction.names().is_empty());
         let e = parse(&["--pid", "1", "-o", "/tmp/x", "--no-redact", "--redact-header", "a"]);
         assert!(e.unwrap_err().contains("--no-redact"));
         let e = parse(&["--pid", "1", "-o", "/tmp/x", "--redact-header", "bad name"]).unwrap_err();

@@ -173,7 +173,7 @@ impl Recorder {
         let policy = self.redactor.policy();
         let counts = self.redactor.counts();
         Redaction {
-            headers: policy.names.clone(),
+            headers: policy.names().to_vec(),
             no_bodies: policy.no_bodies,
             masked_values: counts.values,
             uncertain: counts.uncertain,
@@ -399,7 +399,7 @@ impl Recorder {
 fn mask_fields(policy: &redact::Policy, fields: &[H2Field<'_>], values: &mut Vec<Vec<u8>>) -> u64 {
     values.clear();
     let cut = |f: &H2Field<'_>| f.flags & formats::wire::H2_FIELD_NAME_CUT != 0;
-    if policy.names.is_empty() || !fields.iter().any(|f| policy.redacts(f.name) || cut(f)) {
+    if policy.names().is_empty() || !fields.iter().any(|f| policy.redacts(f.name) || cut(f)) {
         return 0;
     }
     values.extend(fields.iter().map(|f| f.value.to_vec()));
@@ -610,7 +610,7 @@ mod tests {
     fn header_values_are_masked_before_they_become_rows() {
         let mut r = Recorder::new(
             WallClock::measure(),
-            redact::Policy { names: redact::Policy::default_names(), no_bodies: false },
+            redact::Policy::new(redact::Policy::default_names(), false),
         );
         r.record(&record(EventKind::Accept, 5, Direction::Ingress, 0, b""));
         r.record(&record(
@@ -632,7 +632,7 @@ mod tests {
     fn header_records_from_the_go_probes_are_masked_by_name() {
         let mut r = Recorder::new(
             WallClock::measure(),
-            redact::Policy { names: redact::Policy::default_names(), no_bodies: false },
+            redact::Policy::new(redact::Policy::default_names(), false),
         );
         let mut fields = field(b":path", b"/helloworld.Greeter/SayHello");
         fields.extend(field(b"authorization", b"Bearer t0ken"));
@@ -650,10 +650,7 @@ mod tests {
 
     #[test]
     fn without_bodies_a_row_is_cut_around_its_body_keeping_seq_and_size() {
-        let mut r = Recorder::new(
-            WallClock::measure(),
-            redact::Policy { names: Vec::new(), no_bodies: true },
-        );
+        let mut r = Recorder::new(WallClock::measure(), redact::Policy::new(Vec::new(), true));
         r.record(&record(EventKind::Accept, 5, Direction::Ingress, 0, b""));
         let head = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n";
         let bytes = [&head[..], b"bodyGET / HTTP/1.1\r\n\r\n"].concat();

@@ -153,6 +153,22 @@ pub fn starts_message(buf: &[u8]) -> bool {
             || line == b"PRI * HTTP/2.0")
 }
 
+/// A `Content-Length` value: digits between optional blanks.
+fn number(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+}
+
+/// Whether a header line starts with `name` (any case) and a colon.
+fn named(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len()
+        && line[name.len()] == b':'
+        && line[..name.len()].eq_ignore_ascii_case(name)
+}
+
 impl Http1 {
     /// A stream at a message boundary; `placed` if it is known to be HTTP/1
     /// (a start line was seen), else its first line decides.
@@ -178,7 +194,22 @@ impl Http1 {
     }
 
     fn end_message(&mut self) {
-        *self = Self::new(true);
+        // Field by field: the buffers keep their allocations.
+        self.state = State::Start;
+        self.line.clear();
+        self.line_len = 0;
+        self.value.clear();
+        self.prev_mask = false;
+        self.request = false;
+        self.head_method = false;
+        self.status = 0;
+        self.content_length = None;
+        self.chunked = false;
+        self.upgrade_h2c = false;
+        self.trailers = false;
+        self.chunk_size = 0;
+        self.unsure_body = false;
+        self.placed = true;
     }
 
     /// The bytes are no HTTP/1 at `i`: another protocol if no start line
@@ -237,6 +268,15 @@ impl Http1 {
         }
         let mut i = 0;
         while i < buf.len() {
+            if self.state == State::Start && self.placed {
+                if let Some(head) = self.whole_head(&mut buf[i..], ctx) {
+                    i += head;
+                    if let Some(switch) = self.end_head(ctx.shared) {
+                        return Ok(Some((i, switch)));
+                    }
+                    continue;
+                }
+            }
             match self.state {
                 State::Body(left) => {
                     let n = left.min((buf.len() - i) as u64);
@@ -412,6 +452,101 @@ impl Http1 {
             i += 1;
         }
         Ok(None)
+    }
+
+    /// The fast path for a head that lies whole in `buf` (the usual case):
+    /// its lines are found with SIMD searches and only those whose name may
+    /// matter are looked at. Returns the head's length, its framing taken
+    /// in, or `None` (nothing changed) for the byte-wise path to handle it:
+    /// a head cut by the payload's end, or anything unusual in it.
+    fn whole_head(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Option<usize> {
+        let head = &*buf;
+        let mut lines = memchr::memchr_iter(b'\n', head);
+        let first = lines.next()?;
+        let line = head[..first].strip_suffix(b"\r")?;
+        let request = if line.starts_with(b"HTTP/1.") {
+            if line.len() < 12 || line[8] != b' ' || !line[9..12].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            false
+        } else {
+            let method = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+            if method == 0
+                || line.get(method) != Some(&b' ')
+                || !(line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+            {
+                return None;
+            }
+            true
+        };
+        let mut masks = [(0usize, 0usize); 16];
+        let mut n_masks = 0;
+        let (mut length, mut chunked, mut h2c) = (None, false, false);
+        let mut at = first + 1;
+        let mut end = None;
+        for line_end in lines {
+            let line = &head[at..line_end];
+            match line {
+                b"\r" => {
+                    end = Some(line_end + 1);
+                    break;
+                }
+                [] => return None,
+                _ => {}
+            }
+            let b = line[0].to_ascii_lowercase();
+            if b == b' ' || b == b'\t' {
+                return None; // obs-fold: the byte-wise path follows it
+            }
+            let value_end = line_end - usize::from(line.ends_with(b"\r"));
+            // A line is looked at only if its first byte may start a name
+            // that matters; names are matched with the colon after them.
+            if ctx.policy.first_bytes[b as usize] {
+                let redacted = ctx.policy.names.iter().find(|m| named(line, m.as_bytes()));
+                if let Some(n) = redacted.map(String::len) {
+                    if n_masks == masks.len() {
+                        return None;
+                    }
+                    masks[n_masks] = (at + n + 1, value_end);
+                    n_masks += 1;
+                    at = line_end + 1;
+                    continue;
+                }
+            }
+            if matches!(b, b'c' | b't' | b'u') {
+                if named(line, b"content-length") {
+                    let n = number(&head[at + 15..value_end])?;
+                    if length.is_some_and(|m| m != n) {
+                        return None;
+                    }
+                    length = Some(n);
+                } else if named(line, b"transfer-encoding") {
+                    let value = &head[at + 18..value_end];
+                    let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+                    chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                } else if named(line, b"upgrade") {
+                    h2c = head[at + 8..value_end].trim_ascii().eq_ignore_ascii_case(b"h2c");
+                }
+            }
+            at = line_end + 1;
+        }
+        // The head must end in this payload.
+        let end = end?;
+        // The start line, as the byte-wise path reads it.
+        self.request = request;
+        if request {
+            self.head_method = line.starts_with(b"HEAD ");
+        } else {
+            self.status = line[9..12].iter().fold(0, |n, d| n * 10 + u16::from(d - b'0'));
+        }
+        for &(from, to) in &masks[..n_masks] {
+            buf[from..to].fill(MASK);
+        }
+        ctx.counts.values += n_masks as u64;
+        self.content_length = length;
+        self.chunked = chunked;
+        self.upgrade_h2c = h2c;
+        Some(end)
     }
 
     fn push_tail(&mut self, b: u8) {

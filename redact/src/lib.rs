@@ -37,16 +37,42 @@ pub const REDACTED: &str = "[redacted]";
 pub const MASK: u8 = b'*';
 
 /// Which headers to mask, and whether to drop bodies.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Header names to mask, lowercase ASCII.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// Keep header blocks only: body bytes are not kept (they become
     /// ranges the caller drops, keeping their length).
     pub no_bodies: bool,
+    /// The first bytes of the names (lowercase): a quick "cannot be one".
+    pub(crate) first_bytes: [bool; 256],
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::new(Vec::new(), false)
+    }
 }
 
 impl Policy {
+    /// Masks the values of `names` (any case) and keeps bodies unless
+    /// `no_bodies`.
+    pub fn new(names: Vec<String>, no_bodies: bool) -> Self {
+        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let mut first_bytes = [false; 256];
+        for n in &names {
+            if let Some(&b) = n.as_bytes().first() {
+                first_bytes[b as usize] = true;
+            }
+        }
+        Self { names, no_bodies, first_bytes }
+    }
+
+    /// The names masked, lowercase.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The default names.
     pub fn default_names() -> Vec<String> {
         DEFAULT_NAMES.map(String::from).to_vec()
@@ -109,7 +135,7 @@ mod tests {
 
     #[test]
     fn names_match_in_any_case() {
-        let policy = Policy { names: Policy::default_names(), no_bodies: false };
+        let policy = Policy::new(Policy::default_names(), false);
         assert!(policy.redacts(b"Authorization"));
         assert!(policy.redacts(b"SET-COOKIE"));
         assert!(!policy.redacts(b"authorizatio"));
@@ -119,7 +145,7 @@ mod tests {
 
     #[test]
     fn fields_from_a_process_are_masked_by_name_and_when_the_name_was_cut() {
-        let policy = Policy { names: vec!["x-api-key".into()], no_bodies: false };
+        let policy = Policy::new(vec!["x-api-key".into()], false);
         let mut values = [b"k3y".to_vec(), b"/path".to_vec(), b"cut".to_vec(), b"other".to_vec()];
         let names: [(&[u8], bool); 4] =
             [(b"X-Api-Key", false), (b":path", false), (b"x-api", true), (b"zz", true)];

@@ -97,7 +97,7 @@ impl Conn {
 #[derive(Debug)]
 pub struct Redactor {
     policy: Policy,
-    conns: HashMap<StreamKey, Conn>,
+    conns: HashMap<StreamKey, Conn, foldhash::fast::RandomState>,
     counts: Counts,
 }
 
@@ -122,7 +122,7 @@ fn mask_unplaced(buf: &mut [u8], policy: &Policy, counts: &mut Counts) {
 
 impl Redactor {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, conns: HashMap::new(), counts: Counts::default() }
+        Self { policy, conns: HashMap::default(), counts: Counts::default() }
     }
 
     pub fn policy(&self) -> &Policy {

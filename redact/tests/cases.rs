@@ -12,7 +12,7 @@ const KEY: StreamKey = StreamKey { conn: 1, tls: false };
 fn redactor() -> Redactor {
     let mut names = Policy::default_names();
     names.push("x-api-key".into());
-    Redactor::new(Policy { names, no_bodies: false })
+    Redactor::new(Policy::new(names, false))
 }
 
 /// Feeds `pieces` (stream offset, bytes) in direction `dir`; returns them masked.
@@ -208,7 +208,7 @@ fn lost_bytes_inside_a_header_block_mask_the_rest_of_it() {
 
 #[test]
 fn no_bodies_reports_data_payloads_and_http1_bodies() {
-    let mut r = Redactor::new(Policy { names: Policy::default_names(), no_bodies: true });
+    let mut r = Redactor::new(Policy::new(Policy::default_names(), true));
     r.opened(1);
     let mut bodies = BodyRanges::default();
     let mut b =

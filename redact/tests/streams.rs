@@ -8,7 +8,7 @@ use redact::{hpack::Decoder, http2::PREFACE, BodyRanges, Policy, Redactor, Strea
 fn policy(no_bodies: bool) -> Policy {
     let mut names = Policy::default_names();
     names.push("x-api-key".into());
-    Policy { names, no_bodies }
+    Policy::new(names, no_bodies)
 }
 
 /// A stream under construction, with the ranges a reference says are

@@ -43,7 +43,7 @@ impl CaptureInfo {
                 "ring_buffer_size": config.ring_buffer_size,
                 "uprobes": config.uprobes,
                 "grpc_go_version": config.grpc_go_version,
-                "redact_headers": config.redaction.names,
+                "redact_headers": config.redaction.names(),
                 "no_bodies": config.redaction.no_bodies,
             }),
             targets_asked: json!({
