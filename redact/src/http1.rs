@@ -502,7 +502,12 @@ impl Http1 {
             // A line is looked at only if its first byte may start a name
             // that matters; names are matched with the colon after them.
             if ctx.policy.first_bytes[b as usize] {
-                let redacted = ctx.policy.names.iter().find(|m| named(line, m.as_bytes()));
+                let redacted = ctx
+                    .policy
+                    .names
+                    .iter()
+                    .filter(|m| m.as_bytes()[0] == b)
+                    .find(|m| named(line, m.as_bytes()));
                 if let Some(n) = redacted.map(String::len) {
                     if n_masks == masks.len() {
                         return None;
@@ -513,18 +518,18 @@ impl Http1 {
                     continue;
                 }
             }
-            if matches!(b, b'c' | b't' | b'u') {
-                if named(line, b"content-length") {
+            if b == b'c' || b == b't' || b == b'u' {
+                if b == b'c' && named(line, b"content-length") {
                     let n = number(&head[at + 15..value_end])?;
                     if length.is_some_and(|m| m != n) {
                         return None;
                     }
                     length = Some(n);
-                } else if named(line, b"transfer-encoding") {
+                } else if b == b't' && named(line, b"transfer-encoding") {
                     let value = &head[at + 18..value_end];
                     let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
                     chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-                } else if named(line, b"upgrade") {
+                } else if b == b'u' && named(line, b"upgrade") {
                     h2c = head[at + 8..value_end].trim_ascii().eq_ignore_ascii_case(b"h2c");
                 }
             }

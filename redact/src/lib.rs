@@ -58,7 +58,8 @@ impl Policy {
     /// Masks the values of `names` (any case) and keeps bodies unless
     /// `no_bodies`.
     pub fn new(names: Vec<String>, no_bodies: bool) -> Self {
-        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let names: Vec<String> =
+            names.iter().filter(|n| !n.is_empty()).map(|n| n.to_ascii_lowercase()).collect();
         let mut first_bytes = [false; 256];
         for n in &names {
             if let Some(&b) = n.as_bytes().first() {
